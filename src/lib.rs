@@ -1,0 +1,39 @@
+//! # nnexplain
+//!
+//! An engine that explains and checks neural networks with solvers.
+//!
+//! ```text
+//!  ONNX file ──tract──▶ Network IR ──▶ attribution (IG, grads, PGD, DSF)
+//!                            │
+//!                            ▼
+//!                       encoders ──▶ Problem IR ──▶ backends: z3 · HiGHS MILP · LP relax
+//!                                                     └──▶ portfolio (race, cancel losers)
+//!                                                                 │
+//!                  explanation / verdict ◀── independent re-check ┘  (forward pass)
+//! ```
+//!
+//! The foundation is in place: [`Network::from_onnx`] lowers an ONNX file into
+//! the engine's own [`Network`] IR, which runs forward ([`Network::forward`]) and
+//! backward ([`Network::gradient`]) exactly in `f32` or `f64`, and agrees with
+//! tract's inference ([`model::Reference`]); [`Property::from_vnnlib`] reads
+//! VNN-LIB properties.
+//!
+//! ## Module map
+//!
+//! | module | what |
+//! |---|---|
+//! | [`model`] | ONNX import, the IR, forward/backward passes, tract reference |
+//! | [`property`] | VNN-LIB properties and VNN-COMP instance lists |
+//! | [`input`] | `.npy`, PNG and CSV inputs |
+//! | [`error`] | the error type |
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod input;
+pub mod model;
+pub mod property;
+
+pub use error::{Error, Result};
+pub use model::{Network, Objective};
+pub use property::Property;
