@@ -37,3 +37,8 @@ pub mod property;
 pub use error::{Error, Result};
 pub use model::{Network, Objective};
 pub use property::Property;
+
+/// The README's Rust example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

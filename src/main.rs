@@ -37,8 +37,8 @@ enum Command {
         /// Take only sample I of a batch (e.g. one image of a dataset file).
         #[arg(long)]
         index: Option<usize>,
-        /// Multiply the input by this factor first (e.g. 0.00392156862745098 = 1/255 for pixels).
-        #[arg(long, default_value_t = 1.0)]
+        /// Multiply the input by this factor first: a number or a fraction such as 1/255 for pixels.
+        #[arg(long, default_value = "1", value_parser = parse_scale)]
         scale: f64,
         /// Convert images from HWC (or NHWC) to CHW (NCHW) first.
         #[arg(long)]
@@ -158,7 +158,10 @@ fn info(model: PathBuf, json: bool) -> Result<ExitCode> {
         Ok(()) => println!("exact encoding (LRA/MILP): yes, every layer is piecewise linear"),
         Err(why) => println!("exact encoding (LRA/MILP): no, {why}"),
     }
-    println!("{:>3}  {:<10} {:<28} {:>10}  {:<18} -> {:<18}", "#", "layer", "onnx", "params", "in", "out");
+    println!(
+        "{:>3}  {:<10} {:<28} {:>10}  {:<18} -> {:<18}",
+        "#", "layer", "onnx", "params", "in", "out"
+    );
     for (i, (n, l)) in net.nodes().iter().zip(net.layers()).enumerate() {
         println!(
             "{:>3}  {:<10} {:<28} {:>10}  {:<18} -> {:<18}",
@@ -185,9 +188,6 @@ struct PredictArgs {
 }
 
 fn predict(a: PredictArgs) -> Result<ExitCode> {
-    if !a.scale.is_finite() {
-        anyhow::bail!("--scale must be a finite number, got {}", a.scale);
-    }
     let net = load(&a.model)?;
     let mut arr = input::read_array(&a.input)
         .with_context(|| format!("reading input {}", a.input.display()))?;
@@ -198,13 +198,22 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
         .with_context(|| format!("fitting {} to {}", a.input.display(), a.model.display()))?;
     if let Some(i) = a.index {
         if i >= x.nrows() {
-            anyhow::bail!("--index {i} is out of range: the input holds {} samples", x.nrows());
+            anyhow::bail!(
+                "--index {i} is out of range: the input holds {} samples",
+                x.nrows()
+            );
         }
         x = x.slice(ndarray::s![i..i + 1, ..]).to_owned();
     }
     x.mapv_inplace(|v| v * a.scale);
-    let y = net.forward::<f64>(x.view()).context("running the network")?;
-    let argmax: Vec<usize> = y.rows().into_iter().map(|r| argmax(r.iter().copied())).collect();
+    let y = net
+        .forward::<f64>(x.view())
+        .context("running the network")?;
+    let argmax: Vec<usize> = y
+        .rows()
+        .into_iter()
+        .map(|r| argmax(r.iter().copied()))
+        .collect();
     let tract_diff = if a.compare_tract {
         let reference = Reference::from_onnx(&a.model, 1)?;
         let xf: Array2<f32> = x.mapv(|v| v as f32);
@@ -237,7 +246,11 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
     } else {
         for (r, row) in y.rows().into_iter().enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
-            println!("sample {r}: argmax {}  outputs [{}]", argmax[r], vals.join(", "));
+            println!(
+                "sample {r}: argmax {}  outputs [{}]",
+                argmax[r],
+                vals.join(", ")
+            );
         }
         if let Some((d, same)) = tract_diff {
             println!(
@@ -272,10 +285,30 @@ fn property_cmd(path: PathBuf, model: Option<PathBuf>, json: bool) -> Result<Exi
             prop.n_outputs,
             prop.regions.len(),
             outputs,
-            robustness.map(|r| format!(", robustness {r}")).unwrap_or_default()
+            robustness
+                .map(|r| format!(", robustness {r}"))
+                .unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A finite number, or a fraction `a/b` of two.
+fn parse_scale(s: &str) -> std::result::Result<f64, String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("'{t}' is not a number"))
+    };
+    let v = match s.split_once('/') {
+        Some((a, b)) => num(a)? / num(b)?,
+        None => num(s)?,
+    };
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' is not a finite scale"))
+    }
 }
 
 fn argmax(it: impl Iterator<Item = f64>) -> usize {

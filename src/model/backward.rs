@@ -92,7 +92,7 @@ impl Objective {
                 let p = (y[*c] - m).exp() / sum;
                 if matches!(self, Objective::Softmax(_)) {
                     // ∂p_c/∂y_j = p_c (δ_cj − p_j)
-                    grad.iter_mut().for_each(|g| *g = *g * p);
+                    grad.iter_mut().for_each(|g| *g *= p);
                     grad[*c] += p;
                     p
                 } else {
@@ -258,7 +258,7 @@ pub(crate) fn layer_vjp<T: Float>(
         Layer::Affine { scale, .. } => {
             let mut gx = gy.into_owned();
             for mut row in gx.axis_iter_mut(Axis(0)) {
-                row.iter_mut().zip(scale).for_each(|(g, a)| *g = *g * *a);
+                row.iter_mut().zip(scale).for_each(|(g, a)| *g *= *a);
             }
             gx
         }
@@ -273,12 +273,12 @@ pub(crate) fn layer_vjp<T: Float>(
         }
         Layer::Sigmoid => {
             let mut gx = gy.into_owned();
-            gx.zip_mut_with(&y, |g, &s| *g = *g * s * (T::one() - s));
+            gx.zip_mut_with(&y, |g, &s| *g *= s * (T::one() - s));
             gx
         }
         Layer::Tanh => {
             let mut gx = gy.into_owned();
-            gx.zip_mut_with(&y, |g, &t| *g = *g * (T::one() - t * t));
+            gx.zip_mut_with(&y, |g, &t| *g *= T::one() - t * t);
             gx
         }
         Layer::Softmax { outer, len, inner } => {

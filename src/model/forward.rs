@@ -49,9 +49,9 @@ impl Network {
         self.check_range(from, to, x.ncols())?;
         let layers = T::layers(self);
         let mut cur: Option<Array2<T>> = None;
-        for i in from..to {
+        for (i, layer) in layers.iter().enumerate().take(to).skip(from) {
             let input = cur.as_ref().map(|a| a.view()).unwrap_or(x.view());
-            if let Some(next) = self.apply(i, &layers[i], input)? {
+            if let Some(next) = self.apply(i, layer, input)? {
                 cur = Some(next);
             }
         }
@@ -74,9 +74,9 @@ impl Network {
         let layers = T::layers(self);
         let mut activations = Vec::with_capacity(to - from + 1);
         activations.push(x.to_owned());
-        for i in from..to {
+        for (i, layer) in layers.iter().enumerate().take(to).skip(from) {
             let prev = activations[activations.len() - 1].view();
-            let next = match self.apply(i, &layers[i], prev)? {
+            let next = match self.apply(i, layer, prev)? {
                 Some(y) => y,
                 None => prev.to_owned(),
             };

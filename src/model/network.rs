@@ -258,7 +258,11 @@ impl<T: Float> Layer<T> {
 
     /// Stores every parameter array in row-major order.
     pub fn make_standard_layout(&mut self) {
-        fn fix<A: ndarray::Data<Elem = T> + ndarray::RawDataClone, T: Clone, D: ndarray::Dimension>(
+        fn fix<
+            A: ndarray::Data<Elem = T> + ndarray::RawDataClone,
+            T: Clone,
+            D: ndarray::Dimension,
+        >(
             a: &mut ndarray::ArrayBase<A, D>,
         ) where
             ndarray::ArrayBase<A, D>: From<ndarray::Array<T, D>>,

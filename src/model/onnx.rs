@@ -125,14 +125,21 @@ pub(crate) fn input_signature(
                 format!(
                     "the graph has {} data inputs ({}); the IR takes exactly one",
                     many.len(),
-                    many.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ))
         }
     };
-    let Some(type_proto::Value::TensorType(tt)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    let Some(type_proto::Value::TensorType(tt)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
-        return Err(onnx_err(path, format!("input '{}' is not a tensor", input.name)));
+        return Err(onnx_err(
+            path,
+            format!("input '{}' is not a tensor", input.name),
+        ));
     };
     let ty = if FLOAT_TYPES.contains(&tt.elem_type) {
         InputType::Float
@@ -141,7 +148,10 @@ pub(crate) fn input_signature(
     } else {
         return Err(onnx_err(
             path,
-            format!("input '{}' has ONNX element type {}, expected a float or integer tensor", input.name, tt.elem_type),
+            format!(
+                "input '{}' has ONNX element type {}, expected a float or integer tensor",
+                input.name, tt.elem_type
+            ),
         ));
     };
     let dims = tt
@@ -187,9 +197,8 @@ fn lower_model(path: &Path, onnx: &tract_onnx::Onnx, proto: &pb::ModelProto) -> 
     let dir = path.parent().and_then(|p| p.to_str());
     let mut consts = HashMap::new();
     for t in &graph.initializer {
-        let c = load_const(onnx, t, dir).map_err(|m| {
-            onnx_err(path, format!("initializer '{}': {m}", t.name))
-        })?;
+        let c = load_const(onnx, t, dir)
+            .map_err(|m| onnx_err(path, format!("initializer '{}': {m}", t.name)))?;
         consts.insert(t.name.clone(), c);
     }
     let mut low = Lowering {
@@ -213,7 +222,10 @@ fn lower_model(path: &Path, onnx: &tract_onnx::Onnx, proto: &pb::ModelProto) -> 
                 format!(
                     "the graph has {} outputs ({}); the IR takes exactly one",
                     many.len(),
-                    many.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|o| o.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ))
         }
@@ -254,7 +266,8 @@ fn load_const(
     t: &pb::TensorProto,
     dir: Option<&str>,
 ) -> std::result::Result<Const, String> {
-    let tensor = tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir).map_err(|e| e.to_string())?;
+    let tensor =
+        tract_onnx::tensor::load_tensor(&*onnx.provider, t, dir).map_err(|e| e.to_string())?;
     let int = tensor.datum_type().is_integer() || tensor.datum_type().is::<bool>();
     let f = tensor.cast_to::<f64>().map_err(|e| e.to_string())?;
     let value = f
@@ -291,9 +304,16 @@ fn strides(shape: &[usize]) -> Vec<usize> {
 fn norm_axis(node: &NodeProto, axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     if axis < -r || axis >= r.max(1) {
-        return Err(unsupported(node, format!("axis {axis} is out of range for rank {rank}")));
+        return Err(unsupported(
+            node,
+            format!("axis {axis} is out of range for rank {rank}"),
+        ));
     }
-    Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+    Ok(if axis < 0 {
+        (axis + r) as usize
+    } else {
+        axis as usize
+    })
 }
 
 /// Numpy-style broadcast of two shapes.
@@ -301,8 +321,16 @@ fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -320,7 +348,10 @@ fn broadcast_to(c: &ArrayD<f64>, shape: &[usize]) -> Option<ArrayD<f64>> {
 
 impl Lowering {
     fn input_of<'n>(&self, node: &'n NodeProto, i: usize) -> Option<&'n str> {
-        node.input.get(i).map(|s| s.as_str()).filter(|s| !s.is_empty())
+        node.input
+            .get(i)
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
     }
 
     fn konst(&self, node: &NodeProto, i: usize) -> Result<&Const> {
@@ -339,11 +370,27 @@ impl Lowering {
         }
     }
 
-    fn lower_node(&mut self, onnx: &tract_onnx::Onnx, node: &NodeProto, dir: Option<&str>) -> Result<()> {
+    fn lower_node(
+        &mut self,
+        onnx: &tract_onnx::Onnx,
+        node: &NodeProto,
+        dir: Option<&str>,
+    ) -> Result<()> {
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
-            return Err(unsupported(node, format!("operator domain '{}' is not the ONNX standard one", node.domain)));
+            return Err(unsupported(
+                node,
+                format!(
+                    "operator domain '{}' is not the ONNX standard one",
+                    node.domain
+                ),
+            ));
         }
-        let inputs: Vec<&str> = node.input.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
+        let inputs: Vec<&str> = node
+            .input
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .collect();
         let data: Vec<&str> = inputs
             .iter()
             .copied()
@@ -354,7 +401,8 @@ impl Lowering {
             let v: Vec<f64> = self.tip.shape.iter().map(|&d| d as f64).collect();
             let n = v.len();
             let c = Const {
-                value: ArrayD::from_shape_vec(IxDyn(&[n]), v).map_err(|e| unsupported(node, e.to_string()))?,
+                value: ArrayD::from_shape_vec(IxDyn(&[n]), v)
+                    .map_err(|e| unsupported(node, e.to_string()))?,
                 int: true,
             };
             let c = slice_shape(node, c)?;
@@ -395,7 +443,10 @@ impl Lowering {
 
     fn set_tip(&mut self, node: &NodeProto, shape: Vec<usize>) {
         if let Some(o) = node.output.first() {
-            self.tip = Tip { name: o.clone(), shape };
+            self.tip = Tip {
+                name: o.clone(),
+                shape,
+            };
         }
     }
 
@@ -410,7 +461,13 @@ impl Lowering {
         self.set_tip(node, out_shape);
     }
 
-    fn push_reshape(&mut self, name: &str, ops: &[&str], in_shape: Vec<usize>, out_shape: Vec<usize>) {
+    fn push_reshape(
+        &mut self,
+        name: &str,
+        ops: &[&str],
+        in_shape: Vec<usize>,
+        out_shape: Vec<usize>,
+    ) {
         if let Some((n, Layer::Reshape)) = self.layers.last_mut() {
             n.out_shape = out_shape;
             n.op_types.extend(ops.iter().map(|s| s.to_string()));
@@ -433,12 +490,20 @@ impl Lowering {
         if have != want {
             return Err(unsupported(
                 node,
-                format!("cannot reshape {:?} ({have} elements) to {:?} ({want})", self.tip.shape, out_shape),
+                format!(
+                    "cannot reshape {:?} ({have} elements) to {:?} ({want})",
+                    self.tip.shape, out_shape
+                ),
             ));
         }
         if out_shape != self.tip.shape {
             let in_shape = self.tip.shape.clone();
-            self.push_reshape(&node_name(node), &[&node.op_type], in_shape, out_shape.clone());
+            self.push_reshape(
+                &node_name(node),
+                &[&node.op_type],
+                in_shape,
+                out_shape.clone(),
+            );
         }
         self.set_tip(node, out_shape);
         Ok(())
@@ -446,7 +511,13 @@ impl Lowering {
 
     /// Emits `y = a ⊙ x + s` (full-size `a`, `s`), folded into the previous
     /// affine layer when that is exact.
-    fn affine(&mut self, node: &NodeProto, scale: Array1<f64>, shift: Array1<f64>, out_shape: Vec<usize>) {
+    fn affine(
+        &mut self,
+        node: &NodeProto,
+        scale: Array1<f64>,
+        shift: Array1<f64>,
+        out_shape: Vec<usize>,
+    ) {
         let folded = match self.layers.last_mut() {
             Some((n, layer)) if n.out_shape == self.tip.shape => fold_affine(layer, &scale, &shift),
             _ => false,
@@ -514,14 +585,22 @@ impl Lowering {
                 let axis = attr_i(node, "axis", 1);
                 let axis = if axis < 0 { axis + rank as i64 } else { axis };
                 if axis < 0 || axis > rank as i64 {
-                    return Err(unsupported(node, format!("axis {axis} is out of range for rank {rank}")));
+                    return Err(unsupported(
+                        node,
+                        format!("axis {axis} is out of range for rank {rank}"),
+                    ));
                 }
                 let a = axis as usize;
                 let out = vec![shape[..a].iter().product(), shape[a..].iter().product()];
                 self.reshape(node, out)
             }
             "Reshape" => {
-                let target = self.konst(node, 1)?.value.iter().map(|&v| v as i64).collect::<Vec<_>>();
+                let target = self
+                    .konst(node, 1)?
+                    .value
+                    .iter()
+                    .map(|&v| v as i64)
+                    .collect::<Vec<_>>();
                 let allowzero = attr_i(node, "allowzero", 0) != 0;
                 let out = resolve_reshape(node, &shape, &target, allowzero)?;
                 self.reshape(node, out)
@@ -543,12 +622,19 @@ impl Lowering {
             }
             "Transpose" => {
                 let perm: Vec<usize> = match attr_ints(node, "perm") {
-                    Some(p) => p.iter().map(|&v| norm_axis(node, v, rank)).collect::<Result<_>>()?,
+                    Some(p) => p
+                        .iter()
+                        .map(|&v| norm_axis(node, v, rank))
+                        .collect::<Result<_>>()?,
                     None => (0..rank).rev().collect(),
                 };
                 let mut seen = vec![false; rank];
-                if perm.len() != rank || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
-                    return Err(unsupported(node, format!("perm {perm:?} is not a permutation of {rank} axes")));
+                if perm.len() != rank || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true))
+                {
+                    return Err(unsupported(
+                        node,
+                        format!("perm {perm:?} is not a permutation of {rank} axes"),
+                    ));
                 }
                 let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
                 // Moving only axes of extent 1 leaves the data order unchanged.
@@ -565,8 +651,15 @@ impl Lowering {
             }
             "Add" | "Sub" | "Mul" | "Div" => {
                 let c = self.konst(node, 1 - data_pos)?.value.clone();
-                let out = broadcast_shapes(&shape, c.shape())
-                    .ok_or_else(|| unsupported(node, format!("constant of shape {:?} does not broadcast to the data shape {shape:?}", c.shape())))?;
+                let out = broadcast_shapes(&shape, c.shape()).ok_or_else(|| {
+                    unsupported(
+                        node,
+                        format!(
+                            "constant of shape {:?} does not broadcast to the data shape {shape:?}",
+                            c.shape()
+                        ),
+                    )
+                })?;
                 if out.iter().product::<usize>() != len {
                     return Err(unsupported(node, format!("broadcasting the constant of shape {:?} would grow the data from {shape:?} to {out:?}", c.shape())));
                 }
@@ -582,29 +675,50 @@ impl Lowering {
                     ("Mul", _) => (cv, zeros),
                     ("Div", 0) => {
                         if cv.iter().any(|&v| v == 0.0) {
-                            return Err(unsupported(node, "division by a constant that holds zero"));
+                            return Err(unsupported(
+                                node,
+                                "division by a constant that holds zero",
+                            ));
                         }
                         (cv.mapv(|v| 1.0 / v), zeros)
                     }
-                    _ => return Err(unsupported(node, "division of a constant by the data is not affine")),
+                    _ => {
+                        return Err(unsupported(
+                            node,
+                            "division of a constant by the data is not affine",
+                        ))
+                    }
                 };
                 self.affine(node, scale, shift, out);
                 Ok(())
             }
             "Neg" => {
-                self.affine(node, Array1::from_elem(len, -1.0), Array1::zeros(len), shape);
+                self.affine(
+                    node,
+                    Array1::from_elem(len, -1.0),
+                    Array1::zeros(len),
+                    shape,
+                );
                 Ok(())
             }
             "BatchNormalization" => {
                 if rank < 2 {
-                    return Err(unsupported(node, format!("data of rank {rank} has no channel axis")));
+                    return Err(unsupported(
+                        node,
+                        format!("data of rank {rank} has no channel axis"),
+                    ));
                 }
                 let eps = attr_f(node, "epsilon", 1e-5) as f64;
-                let get = |i| -> Result<Vec<f64>> { Ok(self.konst(node, i)?.value.iter().copied().collect()) };
+                let get = |i| -> Result<Vec<f64>> {
+                    Ok(self.konst(node, i)?.value.iter().copied().collect())
+                };
                 let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
                 let ch = shape[1];
                 if [&gamma, &beta, &mean, &var].iter().any(|v| v.len() != ch) {
-                    return Err(unsupported(node, format!("parameters do not have {ch} channels")));
+                    return Err(unsupported(
+                        node,
+                        format!("parameters do not have {ch} channels"),
+                    ));
                 }
                 let inner: usize = shape[2..].iter().product();
                 let outer = shape[0];
@@ -631,7 +745,10 @@ impl Lowering {
             "Pad" => self.pad(node),
             "Gather" => self.gather(node, data_pos),
             "Slice" => self.slice(node),
-            other => Err(unsupported(node, format!("op type '{other}' is not in the lowering table"))),
+            other => Err(unsupported(
+                node,
+                format!("op type '{other}' is not in the lowering table"),
+            )),
         }
     }
 
@@ -642,50 +759,105 @@ impl Lowering {
         let trans_a = attr_i(node, "transA", 0) != 0;
         let trans_b = attr_i(node, "transB", 0) != 0;
         if shape.len() != 2 {
-            return Err(unsupported(node, format!("data has rank {}, Gemm takes matrices", shape.len())));
+            return Err(unsupported(
+                node,
+                format!("data has rank {}, Gemm takes matrices", shape.len()),
+            ));
         }
         if data_pos == 0 {
-            let (m, k) = if trans_a { (shape[1], shape[0]) } else { (shape[0], shape[1]) };
+            let (m, k) = if trans_a {
+                (shape[1], shape[0])
+            } else {
+                (shape[0], shape[1])
+            };
             if trans_a && m != 1 {
-                return Err(unsupported(node, "transA=1 on a data matrix with more than one row"));
+                return Err(unsupported(
+                    node,
+                    "transA=1 on a data matrix with more than one row",
+                ));
             }
             let b = self.konst(node, 1)?.value.clone();
             let b = to2(node, &b)?;
-            let w = if trans_b { b } else { b.t().as_standard_layout().into_owned() }; // [n, k]
+            let w = if trans_b {
+                b
+            } else {
+                b.t().as_standard_layout().into_owned()
+            }; // [n, k]
             if w.ncols() != k {
-                return Err(unsupported(node, format!("weight {:?} does not fit data {:?}", w.dim(), shape)));
+                return Err(unsupported(
+                    node,
+                    format!("weight {:?} does not fit data {:?}", w.dim(), shape),
+                ));
             }
             let n = w.nrows();
             let bias = self.gemm_bias(node, m, n, beta, false)?;
-            let layer = Layer::Dense(Dense { weight: w * alpha, bias, rows: m });
+            let layer = Layer::Dense(Dense {
+                weight: w * alpha,
+                bias,
+                rows: m,
+            });
             self.push(node, layer, vec![m, n]);
         } else {
             // Y = A · X with the data X of shape [k, 1].
-            let (k, n) = if trans_b { (shape[1], shape[0]) } else { (shape[0], shape[1]) };
+            let (k, n) = if trans_b {
+                (shape[1], shape[0])
+            } else {
+                (shape[0], shape[1])
+            };
             if n != 1 {
-                return Err(unsupported(node, "the data is the right factor with more than one column"));
+                return Err(unsupported(
+                    node,
+                    "the data is the right factor with more than one column",
+                ));
             }
             let a = to2(node, &self.konst(node, 0)?.value.clone())?;
-            let a = if trans_a { a.t().as_standard_layout().into_owned() } else { a }; // [m, k]
+            let a = if trans_a {
+                a.t().as_standard_layout().into_owned()
+            } else {
+                a
+            }; // [m, k]
             if a.ncols() != k {
-                return Err(unsupported(node, format!("weight {:?} does not fit data {:?}", a.dim(), shape)));
+                return Err(unsupported(
+                    node,
+                    format!("weight {:?} does not fit data {:?}", a.dim(), shape),
+                ));
             }
             let m = a.nrows();
             let bias = self.gemm_bias(node, m, 1, beta, true)?;
-            let layer = Layer::Dense(Dense { weight: a * alpha, bias, rows: 1 });
+            let layer = Layer::Dense(Dense {
+                weight: a * alpha,
+                bias,
+                rows: 1,
+            });
             self.push(node, layer, vec![m, 1]);
         }
         Ok(())
     }
 
     /// The Gemm bias `β·C` as one vector per output (it must not vary across rows).
-    fn gemm_bias(&self, node: &NodeProto, m: usize, n: usize, beta: f64, column: bool) -> Result<Array1<f64>> {
+    fn gemm_bias(
+        &self,
+        node: &NodeProto,
+        m: usize,
+        n: usize,
+        beta: f64,
+        column: bool,
+    ) -> Result<Array1<f64>> {
         let Some(c) = self.opt_konst(node, 2)? else {
             return Ok(Array1::zeros(if column { m } else { n }));
         };
-        let full = broadcast_to(&c.value, &[m, n])
-            .ok_or_else(|| unsupported(node, format!("bias of shape {:?} does not broadcast to [{m}, {n}]", c.value.shape())))?;
-        let full = full.into_dimensionality::<ndarray::Ix2>().map_err(|e| unsupported(node, e.to_string()))?;
+        let full = broadcast_to(&c.value, &[m, n]).ok_or_else(|| {
+            unsupported(
+                node,
+                format!(
+                    "bias of shape {:?} does not broadcast to [{m}, {n}]",
+                    c.value.shape()
+                ),
+            )
+        })?;
+        let full = full
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|e| unsupported(node, e.to_string()))?;
         if column {
             return Ok(full.column(0).mapv(|v| v * beta));
         }
@@ -701,37 +873,67 @@ impl Lowering {
         let c = self.konst(node, 1 - data_pos)?.value.clone();
         if data_pos == 0 {
             if c.ndim() != 2 {
-                return Err(unsupported(node, format!("constant factor has rank {}, only matrices are supported", c.ndim())));
+                return Err(unsupported(
+                    node,
+                    format!(
+                        "constant factor has rank {}, only matrices are supported",
+                        c.ndim()
+                    ),
+                ));
             }
             let b = to2(node, &c)?; // [k, n]
             let k = *shape.last().unwrap_or(&0);
             if b.nrows() != k {
-                return Err(unsupported(node, format!("data {shape:?} times weight {:?}", b.dim())));
+                return Err(unsupported(
+                    node,
+                    format!("data {shape:?} times weight {:?}", b.dim()),
+                ));
             }
             let n = b.ncols();
-            let rows = if shape.is_empty() { 1 } else { shape[..shape.len() - 1].iter().product() };
+            let rows = if shape.is_empty() {
+                1
+            } else {
+                shape[..shape.len() - 1].iter().product()
+            };
             let mut out = shape.clone();
             if let Some(l) = out.last_mut() {
                 *l = n;
             }
-            let layer = Layer::Dense(Dense { weight: b.t().as_standard_layout().into_owned(), bias: Array1::zeros(n), rows });
+            let layer = Layer::Dense(Dense {
+                weight: b.t().as_standard_layout().into_owned(),
+                bias: Array1::zeros(n),
+                rows,
+            });
             self.push(node, layer, out);
         } else {
             let a = to2(node, &c)?; // [m, k]
-            let (k, ncol) = match shape.as_slice() {
-                [k] => (*k, None),
-                [k, 1] => (*k, Some(1)),
-                _ => return Err(unsupported(node, format!("data {shape:?} as the right factor: only a vector or a [k, 1] matrix"))),
-            };
+            let (k, ncol) =
+                match shape.as_slice() {
+                    [k] => (*k, None),
+                    [k, 1] => (*k, Some(1)),
+                    _ => return Err(unsupported(
+                        node,
+                        format!(
+                            "data {shape:?} as the right factor: only a vector or a [k, 1] matrix"
+                        ),
+                    )),
+                };
             if a.ncols() != k {
-                return Err(unsupported(node, format!("weight {:?} times data {shape:?}", a.dim())));
+                return Err(unsupported(
+                    node,
+                    format!("weight {:?} times data {shape:?}", a.dim()),
+                ));
             }
             let m = a.nrows();
             let out = match ncol {
                 None => vec![m],
                 Some(_) => vec![m, 1],
             };
-            let layer = Layer::Dense(Dense { weight: a, bias: Array1::zeros(m), rows: 1 });
+            let layer = Layer::Dense(Dense {
+                weight: a,
+                bias: Array1::zeros(m),
+                rows: 1,
+            });
             self.push(node, layer, out);
         }
         Ok(())
@@ -742,7 +944,10 @@ impl Lowering {
         match self.tip.shape.as_slice() {
             [1, c, h, w] => Ok((*c, *h, *w)),
             [1, c, l] => Ok((*c, 1, *l)),
-            s => Err(unsupported(node, format!("data shape {s:?}: expected [1, C, H, W] or [1, C, L]"))),
+            s => Err(unsupported(
+                node,
+                format!("data shape {s:?}: expected [1, C, H, W] or [1, C, L]"),
+            )),
         }
     }
 
@@ -751,26 +956,67 @@ impl Lowering {
         let one_d = self.tip.shape.len() == 3;
         let w = self.konst(node, 1)?.value.clone();
         let w4 = match w.ndim() {
-            4 if !one_d => w.into_dimensionality::<ndarray::Ix4>().map_err(|e| unsupported(node, e.to_string()))?,
-            3 if one_d => w.insert_axis(Axis(2)).into_dimensionality::<ndarray::Ix4>().map_err(|e| unsupported(node, e.to_string()))?,
-            r => return Err(unsupported(node, format!("kernel of rank {r} for data of rank {}", self.tip.shape.len()))),
+            4 if !one_d => w
+                .into_dimensionality::<ndarray::Ix4>()
+                .map_err(|e| unsupported(node, e.to_string()))?,
+            3 if one_d => w
+                .insert_axis(Axis(2))
+                .into_dimensionality::<ndarray::Ix4>()
+                .map_err(|e| unsupported(node, e.to_string()))?,
+            r => {
+                return Err(unsupported(
+                    node,
+                    format!(
+                        "kernel of rank {r} for data of rank {}",
+                        self.tip.shape.len()
+                    ),
+                ))
+            }
         };
         let (c_out, cg, kh, kw) = w4.dim();
         let groups = attr_i(node, "group", 1).max(1) as usize;
         if c_in % groups != 0 || c_out % groups != 0 || cg != c_in / groups {
-            return Err(unsupported(node, format!("kernel {:?} with {groups} groups does not fit {c_in} input channels", w4.dim())));
+            return Err(unsupported(
+                node,
+                format!(
+                    "kernel {:?} with {groups} groups does not fit {c_in} input channels",
+                    w4.dim()
+                ),
+            ));
         }
         let win = Window::read(node, one_d, (kh, kw), (h_in, w_in), true)?;
         let bias = match self.opt_konst(node, 2)? {
             Some(b) if b.value.len() == c_out => b.value.iter().copied().collect(),
-            Some(b) => return Err(unsupported(node, format!("bias has {} entries for {c_out} channels", b.value.len()))),
+            Some(b) => {
+                return Err(unsupported(
+                    node,
+                    format!("bias has {} entries for {c_out} channels", b.value.len()),
+                ))
+            }
             None => Array1::zeros(c_out),
         };
         let geom = ConvGeom {
-            c_in, h_in, w_in, c_out, h_out: win.h_out, w_out: win.w_out, kh, kw,
-            sh: win.sh, sw: win.sw, pt: win.pt, pl: win.pl, dh: win.dh, dw: win.dw, groups,
+            c_in,
+            h_in,
+            w_in,
+            c_out,
+            h_out: win.h_out,
+            w_out: win.w_out,
+            kh,
+            kw,
+            sh: win.sh,
+            sw: win.sw,
+            pt: win.pt,
+            pl: win.pl,
+            dh: win.dh,
+            dw: win.dw,
+            groups,
         };
-        let out = if one_d { vec![1, c_out, win.w_out] } else { vec![1, c_out, win.h_out, win.w_out] };
+        let out = if one_d {
+            vec![1, c_out, win.w_out]
+        } else {
+            vec![1, c_out, win.h_out, win.w_out]
+        };
         let weight: Array4<f64> = w4.as_standard_layout().into_owned();
         self.push(node, Layer::Conv(Conv { weight, bias, geom }), out);
         Ok(())
@@ -781,14 +1027,32 @@ impl Lowering {
         let one_d = self.tip.shape.len() == 3;
         let global = node.op_type.starts_with("Global");
         let win = if global {
-            Window { h_out: 1, w_out: 1, sh: 1, sw: 1, pt: 0, pl: 0, pb: 0, pr: 0, dh: 1, dw: 1, kh: h_in, kw: w_in }
+            Window {
+                h_out: 1,
+                w_out: 1,
+                sh: 1,
+                sw: 1,
+                pt: 0,
+                pl: 0,
+                pb: 0,
+                pr: 0,
+                dh: 1,
+                dw: 1,
+                kh: h_in,
+                kw: w_in,
+            }
         } else {
             let ks = attr_ints(node, "kernel_shape")
                 .ok_or_else(|| unsupported(node, "kernel_shape is required"))?;
             let k = match (one_d, ks.as_slice()) {
                 (false, [a, b]) => (*a as usize, *b as usize),
                 (true, [a]) => (1, *a as usize),
-                _ => return Err(unsupported(node, format!("kernel_shape {ks:?} does not fit the data"))),
+                _ => {
+                    return Err(unsupported(
+                        node,
+                        format!("kernel_shape {ks:?} does not fit the data"),
+                    ))
+                }
             };
             Window::read(node, one_d, k, (h_in, w_in), false)?
         };
@@ -796,13 +1060,31 @@ impl Lowering {
             return Err(unsupported(node, "dilated pooling"));
         }
         if win.pt >= win.kh || win.pl >= win.kw || win.pb >= win.kh || win.pr >= win.kw {
-            return Err(unsupported(node, "padding as large as the window leaves windows without input"));
+            return Err(unsupported(
+                node,
+                "padding as large as the window leaves windows without input",
+            ));
         }
         let geom = PoolGeom {
-            c, h_in, w_in, h_out: win.h_out, w_out: win.w_out, kh: win.kh, kw: win.kw,
-            sh: win.sh, sw: win.sw, pt: win.pt, pl: win.pl, pb: win.pb, pr: win.pr,
+            c,
+            h_in,
+            w_in,
+            h_out: win.h_out,
+            w_out: win.w_out,
+            kh: win.kh,
+            kw: win.kw,
+            sh: win.sh,
+            sw: win.sw,
+            pt: win.pt,
+            pl: win.pl,
+            pb: win.pb,
+            pr: win.pr,
         };
-        let out = if one_d { vec![1, c, win.w_out] } else { vec![1, c, win.h_out, win.w_out] };
+        let out = if one_d {
+            vec![1, c, win.w_out]
+        } else {
+            vec![1, c, win.h_out, win.w_out]
+        };
         let layer = if node.op_type.contains("Max") {
             if attr_i(node, "storage_order", 0) != 0 {
                 // storage_order only affects the (unsupported) indices output.
@@ -812,7 +1094,10 @@ impl Lowering {
             }
             Layer::MaxPool(geom)
         } else {
-            Layer::AvgPool { geom, count_include_pad: attr_i(node, "count_include_pad", 0) != 0 }
+            Layer::AvgPool {
+                geom,
+                count_include_pad: attr_i(node, "count_include_pad", 0) != 0,
+            }
         };
         self.push(node, layer, out);
         Ok(())
@@ -823,18 +1108,36 @@ impl Lowering {
         let rank = shape.len();
         let mode = attr_s(node, "mode").unwrap_or_else(|| "constant".into());
         if mode != "constant" {
-            return Err(unsupported(node, format!("pad mode '{mode}' (only constant zero padding is linear and supported)")));
+            return Err(unsupported(
+                node,
+                format!("pad mode '{mode}' (only constant zero padding is linear and supported)"),
+            ));
         }
         let (pads, value): (Vec<i64>, f64) = if self.opset < 11 {
-            (attr_ints(node, "pads").unwrap_or_default(), attr_f(node, "value", 0.0) as f64)
+            (
+                attr_ints(node, "pads").unwrap_or_default(),
+                attr_f(node, "value", 0.0) as f64,
+            )
         } else {
-            let p = self.konst(node, 1)?.value.iter().map(|&v| v as i64).collect();
-            let v = self.opt_konst(node, 2)?.and_then(|c| c.value.iter().next().copied()).unwrap_or(0.0);
+            let p = self
+                .konst(node, 1)?
+                .value
+                .iter()
+                .map(|&v| v as i64)
+                .collect();
+            let v = self
+                .opt_konst(node, 2)?
+                .and_then(|c| c.value.iter().next().copied())
+                .unwrap_or(0.0);
             (p, v)
         };
         let pads = if let Some(axes) = self.opt_konst(node, 3)? {
             let mut full = vec![0i64; 2 * rank];
-            let axes: Vec<usize> = axes.value.iter().map(|&a| norm_axis(node, a as i64, rank)).collect::<Result<_>>()?;
+            let axes: Vec<usize> = axes
+                .value
+                .iter()
+                .map(|&a| norm_axis(node, a as i64, rank))
+                .collect::<Result<_>>()?;
             if pads.len() != 2 * axes.len() {
                 return Err(unsupported(node, "pads do not match axes"));
             }
@@ -847,19 +1150,27 @@ impl Lowering {
             pads
         };
         if pads.len() != 2 * rank {
-            return Err(unsupported(node, format!("{} pads for data of rank {rank}", pads.len())));
+            return Err(unsupported(
+                node,
+                format!("{} pads for data of rank {rank}", pads.len()),
+            ));
         }
         if pads.iter().any(|&p| p < 0) {
             return Err(unsupported(node, "negative pads (cropping)"));
         }
         if value != 0.0 {
-            return Err(unsupported(node, format!("constant padding with {value} (only zero)")));
+            return Err(unsupported(
+                node,
+                format!("constant padding with {value} (only zero)"),
+            ));
         }
         if pads.iter().all(|&p| p == 0) {
             self.set_tip(node, shape);
             return Ok(());
         }
-        let out: Vec<usize> = (0..rank).map(|a| shape[a] + (pads[a] + pads[rank + a]) as usize).collect();
+        let out: Vec<usize> = (0..rank)
+            .map(|a| shape[a] + (pads[a] + pads[rank + a]) as usize)
+            .collect();
         let is = strides(&shape);
         let index = multi_indices(&out)
             .map(|idx| {
@@ -885,7 +1196,10 @@ impl Lowering {
             // Embedding lookup: table[indices].
             let table = self.konst(node, 0)?.value.clone();
             if table.ndim() != 2 || axis_attr != 0 {
-                return Err(unsupported(node, "an embedding lookup needs a [vocabulary, dim] table and axis 0"));
+                return Err(unsupported(
+                    node,
+                    "an embedding lookup needs a [vocabulary, dim] table and axis 0",
+                ));
             }
             let table = to2(node, &table)?;
             let mut out = shape.clone();
@@ -904,7 +1218,10 @@ impl Lowering {
                 let v = v as i64;
                 let v = if v < 0 { v + n } else { v };
                 if v < 0 || v >= n {
-                    Err(unsupported(node, format!("index {v} is out of range for an axis of {n}")))
+                    Err(unsupported(
+                        node,
+                        format!("index {v} is out of range for an axis of {n}"),
+                    ))
                 } else {
                     Ok(v as usize)
                 }
@@ -931,14 +1248,22 @@ impl Lowering {
         let shape = self.tip.shape.clone();
         let spec = self.slice_spec(node, shape.len())?;
         let (out, index) = slice_index(node, &shape, &spec)?;
-        self.push(node, Layer::Pad { index: index.into_iter().map(Some).collect() }, out);
+        self.push(
+            node,
+            Layer::Pad {
+                index: index.into_iter().map(Some).collect(),
+            },
+            out,
+        );
         Ok(())
     }
 
     /// (starts, ends, axes, steps) of a Slice node, from attributes (opset < 10) or inputs.
     fn slice_spec(&self, node: &NodeProto, rank: usize) -> Result<SliceSpec> {
         let get = |i: usize| -> Result<Option<Vec<i64>>> {
-            Ok(self.opt_konst(node, i)?.map(|c| c.value.iter().map(|&v| v as i64).collect()))
+            Ok(self
+                .opt_konst(node, i)?
+                .map(|c| c.value.iter().map(|&v| v as i64).collect()))
         };
         let (starts, ends, axes, steps) = if self.opset < 10 {
             (
@@ -948,41 +1273,78 @@ impl Lowering {
                 None,
             )
         } else {
-            (get(1)?.unwrap_or_default(), get(2)?.unwrap_or_default(), get(3)?, get(4)?)
+            (
+                get(1)?.unwrap_or_default(),
+                get(2)?.unwrap_or_default(),
+                get(3)?,
+                get(4)?,
+            )
         };
         let axes: Vec<usize> = match axes {
-            Some(a) => a.iter().map(|&v| norm_axis(node, v, rank)).collect::<Result<_>>()?,
+            Some(a) => a
+                .iter()
+                .map(|&v| norm_axis(node, v, rank))
+                .collect::<Result<_>>()?,
             None => (0..starts.len()).collect(),
         };
         let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
         if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-            return Err(unsupported(node, "starts, ends, axes and steps differ in length"));
+            return Err(unsupported(
+                node,
+                "starts, ends, axes and steps differ in length",
+            ));
         }
-        Ok(SliceSpec { starts, ends, axes, steps })
+        Ok(SliceSpec {
+            starts,
+            ends,
+            axes,
+            steps,
+        })
     }
 
-    fn eval_const(&self, onnx: &tract_onnx::Onnx, node: &NodeProto, dir: Option<&str>) -> Result<Const> {
+    fn eval_const(
+        &self,
+        onnx: &tract_onnx::Onnx,
+        node: &NodeProto,
+        dir: Option<&str>,
+    ) -> Result<Const> {
         let k = |i: usize| self.konst(node, i).cloned();
         let op = node.op_type.as_str();
         match op {
             "Constant" => {
                 if let Some(a) = attr(node, "value") {
-                    let t = a.t.as_ref().ok_or_else(|| unsupported(node, "value is not a tensor"))?;
+                    let t =
+                        a.t.as_ref()
+                            .ok_or_else(|| unsupported(node, "value is not a tensor"))?;
                     return load_const(onnx, t, dir).map_err(|m| unsupported(node, m));
                 }
                 if let Some(a) = attr(node, "value_float") {
-                    return Ok(Const { value: ArrayD::from_elem(IxDyn(&[]), a.f as f64), int: false });
+                    return Ok(Const {
+                        value: ArrayD::from_elem(IxDyn(&[]), a.f as f64),
+                        int: false,
+                    });
                 }
                 if let Some(a) = attr(node, "value_floats") {
                     let v: Vec<f64> = a.floats.iter().map(|&f| f as f64).collect();
-                    return Ok(Const { value: ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| unsupported(node, e.to_string()))?, int: false });
+                    return Ok(Const {
+                        value: ArrayD::from_shape_vec(IxDyn(&[v.len()]), v)
+                            .map_err(|e| unsupported(node, e.to_string()))?,
+                        int: false,
+                    });
                 }
                 if let Some(a) = attr(node, "value_int") {
-                    return Ok(Const { value: ArrayD::from_elem(IxDyn(&[]), a.i as f64), int: true });
+                    return Ok(Const {
+                        value: ArrayD::from_elem(IxDyn(&[]), a.i as f64),
+                        int: true,
+                    });
                 }
                 if let Some(a) = attr(node, "value_ints") {
                     let v: Vec<f64> = a.ints.iter().map(|&f| f as f64).collect();
-                    return Ok(Const { value: ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| unsupported(node, e.to_string()))?, int: true });
+                    return Ok(Const {
+                        value: ArrayD::from_shape_vec(IxDyn(&[v.len()]), v)
+                            .map_err(|e| unsupported(node, e.to_string()))?,
+                        int: true,
+                    });
                 }
                 Err(unsupported(node, "no supported value attribute"))
             }
@@ -1001,7 +1363,14 @@ impl Lowering {
                 let c = k(0)?;
                 let v: Vec<f64> = c.value.shape().iter().map(|&d| d as f64).collect();
                 let n = v.len();
-                slice_shape(node, Const { value: ArrayD::from_shape_vec(IxDyn(&[n]), v).map_err(|e| unsupported(node, e.to_string()))?, int: true })
+                slice_shape(
+                    node,
+                    Const {
+                        value: ArrayD::from_shape_vec(IxDyn(&[n]), v)
+                            .map_err(|e| unsupported(node, e.to_string()))?,
+                        int: true,
+                    },
+                )
             }
             "Neg" => {
                 let mut c = k(0)?;
@@ -1018,22 +1387,28 @@ impl Lowering {
                 };
                 let int = a.int && b.int;
                 let mut r = av.clone();
-                ndarray::Zip::from(&mut r).and(&av).and(&bv).for_each(|r, &x, &y| {
-                    *r = match op {
-                        "Add" => x + y,
-                        "Sub" => x - y,
-                        "Mul" => x * y,
-                        _ if int => (x / y).trunc(),
-                        _ => x / y,
-                    }
-                });
+                ndarray::Zip::from(&mut r)
+                    .and(&av)
+                    .and(&bv)
+                    .for_each(|r, &x, &y| {
+                        *r = match op {
+                            "Add" => x + y,
+                            "Sub" => x - y,
+                            "Mul" => x * y,
+                            _ if int => (x / y).trunc(),
+                            _ => x / y,
+                        }
+                    });
                 Ok(Const { value: r, int })
             }
             "Unsqueeze" | "Squeeze" => {
                 let c = k(0)?;
                 let axes: Vec<i64> = match attr_ints(node, "axes") {
                     Some(a) => a,
-                    None => self.opt_konst(node, 1)?.map(|a| a.value.iter().map(|&v| v as i64).collect()).unwrap_or_default(),
+                    None => self
+                        .opt_konst(node, 1)?
+                        .map(|a| a.value.iter().map(|&v| v as i64).collect())
+                        .unwrap_or_default(),
                 };
                 let shape = if op == "Squeeze" {
                     squeeze_shape(node, c.value.shape(), &axes)?
@@ -1045,7 +1420,12 @@ impl Lowering {
             "Reshape" => {
                 let c = k(0)?;
                 let target: Vec<i64> = k(1)?.value.iter().map(|&v| v as i64).collect();
-                let shape = resolve_reshape(node, c.value.shape(), &target, attr_i(node, "allowzero", 0) != 0)?;
+                let shape = resolve_reshape(
+                    node,
+                    c.value.shape(),
+                    &target,
+                    attr_i(node, "allowzero", 0) != 0,
+                )?;
                 reshape_const(node, c, &shape)
             }
             "Flatten" => {
@@ -1056,12 +1436,19 @@ impl Lowering {
                 reshape_const(node, c, &shape)
             }
             "Concat" => {
-                let parts: Vec<Const> = (0..node.input.len()).filter(|&i| self.input_of(node, i).is_some()).map(k).collect::<Result<_>>()?;
+                let parts: Vec<Const> = (0..node.input.len())
+                    .filter(|&i| self.input_of(node, i).is_some())
+                    .map(k)
+                    .collect::<Result<_>>()?;
                 let rank = parts.first().map(|p| p.value.ndim()).unwrap_or(0);
                 let axis = norm_axis(node, attr_i(node, "axis", 0), rank)?;
                 let views: Vec<_> = parts.iter().map(|p| p.value.view()).collect();
-                let value = ndarray::concatenate(Axis(axis), &views).map_err(|e| unsupported(node, e.to_string()))?;
-                Ok(Const { value, int: parts.iter().all(|p| p.int) })
+                let value = ndarray::concatenate(Axis(axis), &views)
+                    .map_err(|e| unsupported(node, e.to_string()))?;
+                Ok(Const {
+                    value,
+                    int: parts.iter().all(|p| p.int),
+                })
             }
             "Gather" => {
                 let (c, idx) = (k(0)?, k(1)?);
@@ -1080,16 +1467,31 @@ impl Lowering {
                 let mut shape: Vec<usize> = c.value.shape()[..axis].to_vec();
                 shape.extend_from_slice(idx.value.shape());
                 shape.extend_from_slice(&c.value.shape()[axis + 1..]);
-                reshape_const(node, Const { value: sel, int: c.int }, &shape)
+                reshape_const(
+                    node,
+                    Const {
+                        value: sel,
+                        int: c.int,
+                    },
+                    &shape,
+                )
             }
             "Transpose" => {
                 let c = k(0)?;
                 let rank = c.value.ndim();
                 let perm: Vec<usize> = match attr_ints(node, "perm") {
-                    Some(p) => p.iter().map(|&v| norm_axis(node, v, rank)).collect::<Result<_>>()?,
+                    Some(p) => p
+                        .iter()
+                        .map(|&v| norm_axis(node, v, rank))
+                        .collect::<Result<_>>()?,
                     None => (0..rank).rev().collect(),
                 };
-                let value = c.value.clone().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
+                let value = c
+                    .value
+                    .clone()
+                    .permuted_axes(IxDyn(&perm))
+                    .as_standard_layout()
+                    .into_owned();
                 Ok(Const { value, int: c.int })
             }
             "Slice" => {
@@ -1099,7 +1501,11 @@ impl Lowering {
                 let (out, index) = slice_index(node, &shape, &spec)?;
                 let flat: Vec<f64> = c.value.iter().copied().collect();
                 let v: Vec<f64> = index.iter().map(|&i| flat[i]).collect();
-                Ok(Const { value: ArrayD::from_shape_vec(IxDyn(&out), v).map_err(|e| unsupported(node, e.to_string()))?, int: c.int })
+                Ok(Const {
+                    value: ArrayD::from_shape_vec(IxDyn(&out), v)
+                        .map_err(|e| unsupported(node, e.to_string()))?,
+                    int: c.int,
+                })
             }
             "ConstantOfShape" => {
                 let shape: Vec<usize> = k(0)?.value.iter().map(|&v| v.max(0.0) as usize).collect();
@@ -1110,9 +1516,15 @@ impl Lowering {
                     }
                     None => (0.0, false),
                 };
-                Ok(Const { value: ArrayD::from_elem(IxDyn(&shape), v), int })
+                Ok(Const {
+                    value: ArrayD::from_elem(IxDyn(&shape), v),
+                    int,
+                })
             }
-            other => Err(unsupported(node, format!("op type '{other}' on constants is not evaluated at load time"))),
+            other => Err(unsupported(
+                node,
+                format!("op type '{other}' on constants is not evaluated at load time"),
+            )),
         }
     }
 }
@@ -1125,7 +1537,11 @@ struct SliceSpec {
 }
 
 /// Output shape and source indices of a Slice.
-fn slice_index(node: &NodeProto, shape: &[usize], spec: &SliceSpec) -> Result<(Vec<usize>, Vec<usize>)> {
+fn slice_index(
+    node: &NodeProto,
+    shape: &[usize],
+    spec: &SliceSpec,
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let rank = shape.len();
     let mut start = vec![0i64; rank];
     let mut step = vec![1i64; rank];
@@ -1140,17 +1556,33 @@ fn slice_index(node: &NodeProto, shape: &[usize], spec: &SliceSpec) -> Result<(V
         let clampi = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
         let mut b = spec.starts[i];
         let mut e = spec.ends[i];
-        if b < 0 { b += n; }
-        if e < 0 { e += n; }
-        let (b, e) = if s > 0 { (clampi(b, 0, n), clampi(e, 0, n)) } else { (clampi(b, 0, n - 1), clampi(e, -1, n - 1)) };
-        let count = if s > 0 { ((e - b).max(0) + s - 1) / s } else { ((b - e).max(0) + (-s) - 1) / (-s) };
+        if b < 0 {
+            b += n;
+        }
+        if e < 0 {
+            e += n;
+        }
+        let (b, e) = if s > 0 {
+            (clampi(b, 0, n), clampi(e, 0, n))
+        } else {
+            (clampi(b, 0, n - 1), clampi(e, -1, n - 1))
+        };
+        let count = if s > 0 {
+            ((e - b).max(0) + s - 1) / s
+        } else {
+            ((b - e).max(0) + (-s) - 1) / (-s)
+        };
         start[a] = b;
         step[a] = s;
         out[a] = count as usize;
     }
     let is = strides(shape);
     let index = multi_indices(&out)
-        .map(|idx| (0..rank).map(|a| (start[a] + idx[a] as i64 * step[a]) as usize * is[a]).sum())
+        .map(|idx| {
+            (0..rank)
+                .map(|a| (start[a] + idx[a] as i64 * step[a]) as usize * is[a])
+                .sum()
+        })
         .collect();
     Ok((out, index))
 }
@@ -1164,14 +1596,25 @@ fn slice_shape(node: &NodeProto, c: Const) -> Result<Const> {
     if s == 0 && e as i64 == n {
         return Ok(c);
     }
-    let v: Vec<f64> = c.value.iter().skip(s).take(e.saturating_sub(s)).copied().collect();
+    let v: Vec<f64> = c
+        .value
+        .iter()
+        .skip(s)
+        .take(e.saturating_sub(s))
+        .copied()
+        .collect();
     let len = v.len();
-    Ok(Const { value: ArrayD::from_shape_vec(IxDyn(&[len]), v).map_err(|e| unsupported(node, e.to_string()))?, int: true })
+    Ok(Const {
+        value: ArrayD::from_shape_vec(IxDyn(&[len]), v)
+            .map_err(|e| unsupported(node, e.to_string()))?,
+        int: true,
+    })
 }
 
 fn reshape_const(node: &NodeProto, c: Const, shape: &[usize]) -> Result<Const> {
     let flat: Vec<f64> = c.value.iter().copied().collect();
-    let value = ArrayD::from_shape_vec(IxDyn(shape), flat).map_err(|e| unsupported(node, e.to_string()))?;
+    let value =
+        ArrayD::from_shape_vec(IxDyn(shape), flat).map_err(|e| unsupported(node, e.to_string()))?;
     Ok(Const { value, int: c.int })
 }
 
@@ -1179,10 +1622,20 @@ fn to2(node: &NodeProto, c: &ArrayD<f64>) -> Result<Array2<f64>> {
     c.clone()
         .into_dimensionality::<ndarray::Ix2>()
         .map(|a| a.as_standard_layout().into_owned())
-        .map_err(|_| unsupported(node, format!("expected a matrix, got shape {:?}", c.shape())))
+        .map_err(|_| {
+            unsupported(
+                node,
+                format!("expected a matrix, got shape {:?}", c.shape()),
+            )
+        })
 }
 
-fn resolve_reshape(node: &NodeProto, shape: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<usize>> {
+fn resolve_reshape(
+    node: &NodeProto,
+    shape: &[usize],
+    target: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>> {
     let total: usize = shape.iter().product();
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
@@ -1193,11 +1646,12 @@ fn resolve_reshape(node: &NodeProto, shape: &[usize], target: &[i64], allowzero:
                 out.push(1);
             }
             -1 => return Err(unsupported(node, "more than one -1 in the target shape")),
-            0 if !allowzero => out.push(
-                *shape
-                    .get(i)
-                    .ok_or_else(|| unsupported(node, format!("0 at axis {i} copies a dimension the input lacks")))?,
-            ),
+            0 if !allowzero => out.push(*shape.get(i).ok_or_else(|| {
+                unsupported(
+                    node,
+                    format!("0 at axis {i} copies a dimension the input lacks"),
+                )
+            })?),
             t if t < 0 => return Err(unsupported(node, format!("negative dimension {t}"))),
             t => out.push(t as usize),
         }
@@ -1205,12 +1659,18 @@ fn resolve_reshape(node: &NodeProto, shape: &[usize], target: &[i64], allowzero:
     if let Some(i) = infer {
         let known: usize = out.iter().product();
         if known == 0 || total % known != 0 {
-            return Err(unsupported(node, format!("cannot infer -1 reshaping {shape:?} to {target:?}")));
+            return Err(unsupported(
+                node,
+                format!("cannot infer -1 reshaping {shape:?} to {target:?}"),
+            ));
         }
         out[i] = total / known;
     }
     if out.iter().product::<usize>() != total {
-        return Err(unsupported(node, format!("cannot reshape {shape:?} to {target:?}")));
+        return Err(unsupported(
+            node,
+            format!("cannot reshape {shape:?} to {target:?}"),
+        ));
     }
     Ok(out)
 }
@@ -1219,18 +1679,32 @@ fn squeeze_shape(node: &NodeProto, shape: &[usize], axes: &[i64]) -> Result<Vec<
     if axes.is_empty() {
         return Ok(shape.iter().copied().filter(|&d| d != 1).collect());
     }
-    let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(node, a, shape.len())).collect::<Result<_>>()?;
+    let axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| norm_axis(node, a, shape.len()))
+        .collect::<Result<_>>()?;
     for &a in &axes {
         if shape[a] != 1 {
-            return Err(unsupported(node, format!("cannot squeeze axis {a} of extent {}", shape[a])));
+            return Err(unsupported(
+                node,
+                format!("cannot squeeze axis {a} of extent {}", shape[a]),
+            ));
         }
     }
-    Ok(shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect())
+    Ok(shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, &d)| d)
+        .collect())
 }
 
 fn unsqueeze_shape(node: &NodeProto, shape: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
     let rank = shape.len() + axes.len();
-    let mut axes: Vec<usize> = axes.iter().map(|&a| norm_axis(node, a, rank)).collect::<Result<_>>()?;
+    let mut axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| norm_axis(node, a, rank))
+        .collect::<Result<_>>()?;
     axes.sort_unstable();
     let mut out = shape.to_vec();
     for a in axes {
@@ -1271,21 +1745,37 @@ struct Window {
 }
 
 impl Window {
-    fn read(node: &NodeProto, one_d: bool, k: (usize, usize), input: (usize, usize), conv: bool) -> Result<Window> {
+    fn read(
+        node: &NodeProto,
+        one_d: bool,
+        k: (usize, usize),
+        input: (usize, usize),
+        conv: bool,
+    ) -> Result<Window> {
         let pair = |name: &str, default: usize| -> Result<(usize, usize)> {
             match attr_ints(node, name) {
                 None => Ok((default, default)),
                 Some(v) => match (one_d, v.as_slice()) {
                     (false, [a, b]) if *a > 0 && *b > 0 => Ok((*a as usize, *b as usize)),
                     (true, [a]) if *a > 0 => Ok((1, *a as usize)),
-                    _ => Err(unsupported(node, format!("{name} {v:?} does not fit the data"))),
+                    _ => Err(unsupported(
+                        node,
+                        format!("{name} {v:?} does not fit the data"),
+                    )),
                 },
             }
         };
         if let Some(ks) = attr_ints(node, "kernel_shape") {
-            let want: Vec<i64> = if one_d { vec![k.1 as i64] } else { vec![k.0 as i64, k.1 as i64] };
+            let want: Vec<i64> = if one_d {
+                vec![k.1 as i64]
+            } else {
+                vec![k.0 as i64, k.1 as i64]
+            };
             if conv && ks != want {
-                return Err(unsupported(node, format!("kernel_shape {ks:?} disagrees with the weight's {want:?}")));
+                return Err(unsupported(
+                    node,
+                    format!("kernel_shape {ks:?} disagrees with the weight's {want:?}"),
+                ));
             }
         }
         let (sh, sw) = pair("strides", 1)?;
@@ -1303,9 +1793,16 @@ impl Window {
                         return Err(unsupported(node, format!("negative pads {p:?}")));
                     }
                     match (one_d, p.as_slice()) {
-                        (false, [a, b, c, d]) => (*a as usize, *b as usize, *c as usize, *d as usize),
+                        (false, [a, b, c, d]) => {
+                            (*a as usize, *b as usize, *c as usize, *d as usize)
+                        }
                         (true, [a, b]) => (0, *a as usize, 0, *b as usize),
-                        _ => return Err(unsupported(node, format!("pads {p:?} do not fit the data"))),
+                        _ => {
+                            return Err(unsupported(
+                                node,
+                                format!("pads {p:?} do not fit the data"),
+                            ))
+                        }
                     }
                 }
             },
@@ -1325,23 +1822,40 @@ impl Window {
             }
             other => return Err(unsupported(node, format!("auto_pad '{other}'"))),
         };
-        let size = |n: usize, p0: usize, p1: usize, k: usize, d: usize, s: usize| -> Result<usize> {
-            let span = n + p0 + p1;
-            let e = ext(k, d);
-            if span < e {
-                return Err(unsupported(node, format!("window of {e} is larger than the padded input of {span}")));
-            }
-            let mut o = if ceil { (span - e).div_ceil(s) + 1 } else { (span - e) / s + 1 };
-            // In ceil mode the last window must start inside the input or its leading padding.
-            if ceil && (o - 1) * s >= n + p0 {
-                o -= 1;
-            }
-            Ok(o)
-        };
+        let size =
+            |n: usize, p0: usize, p1: usize, k: usize, d: usize, s: usize| -> Result<usize> {
+                let span = n + p0 + p1;
+                let e = ext(k, d);
+                if span < e {
+                    return Err(unsupported(
+                        node,
+                        format!("window of {e} is larger than the padded input of {span}"),
+                    ));
+                }
+                let mut o = if ceil {
+                    (span - e).div_ceil(s) + 1
+                } else {
+                    (span - e) / s + 1
+                };
+                // In ceil mode the last window must start inside the input or its leading padding.
+                if ceil && (o - 1) * s >= n + p0 {
+                    o -= 1;
+                }
+                Ok(o)
+            };
         Ok(Window {
             h_out: size(h, pt, pb, kh, dh, sh)?,
             w_out: size(w, pl, pr, kw, dw, sw)?,
-            kh, kw, sh, sw, pt, pl, pb, pr, dh, dw,
+            kh,
+            kw,
+            sh,
+            sw,
+            pt,
+            pl,
+            pb,
+            pr,
+            dh,
+            dw,
         })
     }
 }
@@ -1365,7 +1879,10 @@ fn fold_affine(layer: &mut Layer<f64>, a: &Array1<f64>, s: &Array1<f64>) -> bool
             let out = d.weight.nrows();
             let per = |v: &Array1<f64>| {
                 let first = v.slice(ndarray::s![..out]).to_owned();
-                v.exact_chunks(out).into_iter().all(|c| c == first).then_some(first)
+                v.exact_chunks(out)
+                    .into_iter()
+                    .all(|c| c == first)
+                    .then_some(first)
             };
             let (Some(a1), Some(s1)) = (per(a), per(s)) else {
                 return false;

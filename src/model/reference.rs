@@ -97,9 +97,11 @@ impl Reference {
         }
         let flat: Vec<f32> = x.iter().copied().collect();
         let tensor: Tensor = match self.input_type {
-            InputType::Float => tract_ndarray::ArrayD::from_shape_vec(IxDyn(&self.input_shape), flat)
-                .map_err(|e| Error::Shape(e.to_string()))?
-                .into(),
+            InputType::Float => {
+                tract_ndarray::ArrayD::from_shape_vec(IxDyn(&self.input_shape), flat)
+                    .map_err(|e| Error::Shape(e.to_string()))?
+                    .into()
+            }
             InputType::Int => tract_ndarray::ArrayD::from_shape_vec(
                 IxDyn(&self.input_shape),
                 flat.iter().map(|&v| v as i64).collect(),

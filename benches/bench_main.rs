@@ -1,0 +1,68 @@
+//! Benchmarks. `cargo bench` runs them all; `cargo bench -- forward` one group.
+//!
+//! * `forward/<net>/<batch>`: the IR's forward pass (f32 and f64) against tract's
+//!   optimised plan on the same weights and inputs, at batch 1 and 256.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::Array2;
+use nnexplain::model::Reference;
+use nnexplain::Network;
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel)
+}
+
+/// Deterministic inputs in [0, 1).
+fn inputs(batch: usize, len: usize) -> Array2<f32> {
+    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+    Array2::from_shape_fn((batch, len), |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    })
+}
+
+fn forward(c: &mut Criterion) {
+    let nets = [
+        (
+            "mnist-net_256x4",
+            "vnncomp2021_mnist_fc/onnx/mnist-net_256x4.onnx",
+        ),
+        (
+            "cifar_base_kw",
+            "vnncomp2021_oval21_cifar/onnx/cifar_base_kw.onnx",
+        ),
+    ];
+    for (name, rel) in nets {
+        let path = shared(rel);
+        let net = Network::from_onnx(&path).expect("shared network loads");
+        let mut group = c.benchmark_group(format!("forward/{name}"));
+        group.measurement_time(Duration::from_secs(4));
+        group.warm_up_time(Duration::from_secs(1));
+        for batch in [1usize, 256] {
+            let x32 = inputs(batch, net.input_len());
+            let x64 = x32.mapv(|v| v as f64);
+            let reference = Reference::from_onnx(&path, batch).expect("tract plan builds");
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(BenchmarkId::new("nnexplain_f32", batch), &x32, |b, x| {
+                b.iter(|| net.forward::<f32>(x.view()).expect("forward"))
+            });
+            group.bench_with_input(BenchmarkId::new("nnexplain_f64", batch), &x64, |b, x| {
+                b.iter(|| net.forward::<f64>(x.view()).expect("forward"))
+            });
+            group.bench_with_input(BenchmarkId::new("tract_f32", batch), &x32, |b, x| {
+                b.iter(|| reference.run(x.view()).expect("tract runs"))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, forward);
+criterion_main!(benches);
