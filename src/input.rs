@@ -64,9 +64,7 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
         }
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let header = bytes
-        .get(start..start + hlen)
-        .ok_or("truncated header")?;
+    let header = bytes.get(start..start + hlen).ok_or("truncated header")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
     let field = |key: &str| -> std::result::Result<&str, String> {
         let k = format!("'{key}':");
@@ -92,7 +90,10 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
         .split(',')
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension '{s}'")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension '{s}'"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let n: usize = shape.iter().product();
     let data = &bytes[start + hlen..];
@@ -146,8 +147,7 @@ pub fn write_npy_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> R
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
     // Pad so that the data starts on a 64-byte boundary, ending with a newline.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -167,12 +167,14 @@ pub fn write_npy_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> R
 /// dropped), with values 0–255.
 pub fn read_png(path: impl AsRef<Path>) -> Result<ArrayD<f64>> {
     let path = path.as_ref();
-    let img = image::open(path).map_err(|e| input_err(path, None, format!("not a readable PNG: {e}")))?;
+    let img =
+        image::open(path).map_err(|e| input_err(path, None, format!("not a readable PNG: {e}")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if img.color().has_color() {
         let rgb = img.to_rgb8();
         let v: Vec<f64> = rgb.as_raw().iter().map(|&b| b as f64).collect();
-        ArrayD::from_shape_vec(IxDyn(&[h, w, 3]), v).map_err(|e| input_err(path, None, e.to_string()))
+        ArrayD::from_shape_vec(IxDyn(&[h, w, 3]), v)
+            .map_err(|e| input_err(path, None, e.to_string()))
     } else {
         let g = img.to_luma8();
         let v: Vec<f64> = g.as_raw().iter().map(|&b| b as f64).collect();
@@ -205,9 +207,9 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<Array2<f64>> {
         let mut n = 0;
         for field in line.split(',') {
             let f = field.trim();
-            let v: f64 = f.parse().map_err(|_| {
-                input_err(path, Some(i + 1), format!("'{f}' is not a number"))
-            })?;
+            let v: f64 = f
+                .parse()
+                .map_err(|_| input_err(path, Some(i + 1), format!("'{f}' is not a number")))?;
             values.push(v);
             n += 1;
         }
@@ -314,11 +316,17 @@ mod tests {
     #[test]
     fn batching_rules() {
         let img = ArrayD::zeros(IxDyn(&[28, 28]));
-        assert_eq!(to_batch(&img, &[1, 1, 28, 28], false).unwrap().dim(), (1, 784));
+        assert_eq!(
+            to_batch(&img, &[1, 1, 28, 28], false).unwrap().dim(),
+            (1, 784)
+        );
         assert!(to_batch(&img, &[1, 784, 1], false).is_err());
         assert_eq!(to_batch(&img, &[1, 784, 1], true).unwrap().dim(), (1, 784));
         let many = ArrayD::zeros(IxDyn(&[5, 28, 28]));
-        assert_eq!(to_batch(&many, &[1, 1, 28, 28], false).unwrap().dim(), (5, 784));
+        assert_eq!(
+            to_batch(&many, &[1, 1, 28, 28], false).unwrap().dim(),
+            (5, 784)
+        );
         let v = ArrayD::zeros(IxDyn(&[3]));
         assert_eq!(to_batch(&v, &[1], false).unwrap().dim(), (3, 1));
     }

@@ -31,7 +31,12 @@ fn check(net: &Network, reference: &Reference, x: &[f64], what: &str) -> f64 {
         .iter()
         .map(|&v| v as f64)
         .collect();
-    let ours64: Vec<f64> = net.forward::<f64>(xs.view()).unwrap().iter().copied().collect();
+    let ours64: Vec<f64> = net
+        .forward::<f64>(xs.view())
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
     let ours32: Vec<f64> = net
         .forward::<f32>(xs.mapv(|v| v as f32).view())
         .unwrap()
@@ -42,9 +47,16 @@ fn check(net: &Network, reference: &Reference, x: &[f64], what: &str) -> f64 {
     let scale = theirs.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let mut worst = 0.0f64;
     for ours in [&ours64, &ours32] {
-        let d = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let d = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         worst = worst.max(d / scale);
-        assert!(d <= REL_TOL * scale, "{what}: max |Δ| = {d:e} at scale {scale}");
+        assert!(
+            d <= REL_TOL * scale,
+            "{what}: max |Δ| = {d:e} at scale {scale}"
+        );
     }
     // The argmax must agree unless the two best outputs are within the tolerance.
     let mut sorted = theirs.clone();
@@ -74,7 +86,12 @@ fn every_shared_network_agrees_with_tract() {
         worst = worst.max(check(&net, &reference, &x, &path.display().to_string()));
         if net.input_len() == 784 {
             for (i, img) in images.iter().enumerate() {
-                let w = check(&net, &reference, img, &format!("{} image {i}", path.display()));
+                let w = check(
+                    &net,
+                    &reference,
+                    img,
+                    &format!("{} image {i}", path.display()),
+                );
                 worst = worst.max(w);
             }
         }
