@@ -239,6 +239,8 @@ fn squeezed(shape: &[usize]) -> Vec<usize> {
 ///
 /// * `arr` has the sample's shape, up to axes of extent 1 → one sample;
 /// * `arr` is `[N, …]` with the rest the sample's shape up to axes of extent 1 → N samples;
+/// * `arr` is a table `[N, len]` whose rows have the sample's size (a CSV
+///   dataset) → N samples, one flattened sample per row;
 /// * with `reshape`, any array whose size is a multiple of the sample size,
 ///   read row-major (e.g. a `[28, 28]` image for a `[1, 784, 1]` input).
 ///
@@ -248,6 +250,7 @@ pub fn to_batch(arr: &ArrayD<f64>, sample: &[usize], reshape: bool) -> Result<Ar
     let flat: Vec<f64> = arr.iter().copied().collect();
     let fits = squeezed(arr.shape()) == squeezed(sample)
         || (arr.ndim() >= 1 && squeezed(&arr.shape()[1..]) == squeezed(sample))
+        || (arr.ndim() == 2 && arr.shape()[1] == per)
         || (reshape && per > 0 && flat.len() % per == 0);
     if !fits || per == 0 || flat.is_empty() {
         return Err(Error::Shape(format!(
@@ -327,6 +330,8 @@ mod tests {
             to_batch(&many, &[1, 1, 28, 28], false).unwrap().dim(),
             (5, 784)
         );
+        let table = ArrayD::zeros(IxDyn(&[100, 784]));
+        assert_eq!(to_batch(&table, &[1, 1, 28, 28], false).unwrap().dim(), (100, 784));
         let v = ArrayD::zeros(IxDyn(&[3]));
         assert_eq!(to_batch(&v, &[1], false).unwrap().dim(), (3, 1));
     }

@@ -18,6 +18,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LabelColumn {
+    First,
+    Last,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Describe a network: layers, shapes, parameters, ops, exact encodability.
@@ -46,6 +52,13 @@ enum Command {
         /// Accept any input with a multiple of the model's input size, read row-major.
         #[arg(long)]
         reshape: bool,
+        /// A CSV input holds a class label in its first or last column (e.g. ERAN's
+        /// `label,p0,...`): strip it and report the accuracy.
+        #[arg(long, value_enum)]
+        label_column: Option<LabelColumn>,
+        /// Class labels for the samples (.npy or .csv), to report the accuracy.
+        #[arg(long, conflicts_with = "label_column")]
+        labels: Option<PathBuf>,
         /// Also run tract's inference and report the largest difference.
         #[arg(long)]
         compare_tract: bool,
@@ -87,6 +100,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             scale,
             hwc_to_chw,
             reshape,
+            label_column,
+            labels,
             compare_tract,
             json,
         } => predict(PredictArgs {
@@ -96,6 +111,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             scale,
             hwc_to_chw,
             reshape,
+            label_column,
+            labels,
             compare_tract,
             json,
         }),
@@ -183,6 +200,8 @@ struct PredictArgs {
     scale: f64,
     hwc_to_chw: bool,
     reshape: bool,
+    label_column: Option<LabelColumn>,
+    labels: Option<PathBuf>,
     compare_tract: bool,
     json: bool,
 }
@@ -191,11 +210,40 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
     let net = load(&a.model)?;
     let mut arr = input::read_array(&a.input)
         .with_context(|| format!("reading input {}", a.input.display()))?;
+    let mut labels: Option<Vec<f64>> = None;
+    if let Some(col) = a.label_column {
+        if arr.ndim() != 2 || arr.shape()[1] < 2 {
+            anyhow::bail!(
+                "--label-column needs a table with at least two columns, {} has shape {:?}",
+                a.input.display(),
+                arr.shape()
+            );
+        }
+        let w = arr.shape()[1];
+        let (li, range) = match col {
+            LabelColumn::First => (0, 1..w),
+            LabelColumn::Last => (w - 1, 0..w - 1),
+        };
+        labels = Some(arr.index_axis(ndarray::Axis(1), li).iter().copied().collect());
+        arr = arr.slice(ndarray::s![.., range]).to_owned().into_dyn();
+    }
+    if let Some(p) = &a.labels {
+        let l = input::read_array(p).with_context(|| format!("reading labels {}", p.display()))?;
+        labels = Some(l.iter().copied().collect());
+    }
     if a.hwc_to_chw {
         arr = input::hwc_to_chw(&arr)?;
     }
     let mut x = input::to_batch(&arr, net.input_shape(), a.reshape)
         .with_context(|| format!("fitting {} to {}", a.input.display(), a.model.display()))?;
+    if let Some(l) = &labels {
+        if l.len() != x.nrows() {
+            anyhow::bail!("{} labels for {} samples", l.len(), x.nrows());
+        }
+        if let Some(bad) = l.iter().find(|v| v.fract() != 0.0 || **v < 0.0) {
+            anyhow::bail!("label {bad} is not a class index");
+        }
+    }
     if let Some(i) = a.index {
         if i >= x.nrows() {
             anyhow::bail!(
@@ -204,6 +252,7 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
             );
         }
         x = x.slice(ndarray::s![i..i + 1, ..]).to_owned();
+        labels = labels.map(|l| vec![l[i]]);
     }
     x.mapv_inplace(|v| v * a.scale);
     let y = net
@@ -230,6 +279,10 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let accuracy = labels.as_ref().map(|l| {
+        let hits = l.iter().zip(&argmax).filter(|(l, a)| **l as usize == **a).count();
+        (hits, l.len())
+    });
     if a.json {
         let outputs: Vec<f64> = y.iter().copied().collect();
         let mut v = serde_json::json!({
@@ -242,6 +295,10 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
             v["tract_max_abs_diff"] = serde_json::json!(d);
             v["tract_same_argmax"] = serde_json::json!(same);
         }
+        if let Some((hits, n)) = accuracy {
+            v["correct"] = serde_json::json!(hits);
+            v["accuracy"] = serde_json::json!(hits as f64 / n as f64);
+        }
         println!("{}", serde_json::to_string(&v)?);
     } else {
         for (r, row) in y.rows().into_iter().enumerate() {
@@ -251,6 +308,9 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
                 argmax[r],
                 vals.join(", ")
             );
+        }
+        if let Some((hits, n)) = accuracy {
+            println!("accuracy {hits}/{n} = {:.2} %", 100.0 * hits as f64 / n as f64);
         }
         if let Some((d, same)) = tract_diff {
             println!(
