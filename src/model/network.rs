@@ -113,7 +113,7 @@ impl PoolGeom {
     pub fn padded_count(&self, i: usize, j: usize) -> usize {
         let span = |o: usize, s: usize, p: usize, k: usize, n: usize, q: usize| {
             let start = (o * s) as isize - p as isize;
-            let end = (start + k as isize).min((n + q) as isize - p as isize);
+            let end = (start + k as isize).min((n + q) as isize);
             (end - start.max(-(p as isize))).max(0) as usize
         };
         span(i, self.sh, self.pt, self.kh, self.h_in, self.pb)

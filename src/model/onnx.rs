@@ -39,6 +39,8 @@ struct Tip {
 struct Lowering {
     opset: i64,
     consts: HashMap<String, Const>,
+    /// Static shapes of every data tensor seen so far (for `Shape` of an earlier value).
+    shapes: HashMap<String, Vec<usize>>,
     tip: Tip,
     layers: Vec<(Node, Layer<f64>)>,
 }
@@ -171,8 +173,13 @@ pub(crate) fn input_signature(
                 return Err(onnx_err(
                     path,
                     format!(
-                        "input '{}' has dynamic dimension {:?} at axis {axis}; only the batch axis may be dynamic",
-                        input.name, other
+                        "input '{}' has dynamic dimension {} at axis {axis}; only the batch axis may be dynamic",
+                        input.name,
+                        match other {
+                            Some(dimension::Value::DimParam(p)) => format!("'{p}'"),
+                            Some(dimension::Value::DimValue(v)) => v.to_string(),
+                            None => "(unknown)".into(),
+                        }
                     ),
                 ))
             }
@@ -204,6 +211,7 @@ fn lower_model(path: &Path, onnx: &tract_onnx::Onnx, proto: &pb::ModelProto) -> 
     let mut low = Lowering {
         opset,
         consts,
+        shapes: HashMap::from([(input_name.clone(), input_shape.clone())]),
         tip: Tip {
             name: input_name.clone(),
             shape: input_shape.clone(),
@@ -397,8 +405,9 @@ impl Lowering {
             .filter(|n| !self.consts.contains_key(*n))
             .collect();
         // Shape of a tensor with a static shape is a constant even when the tensor is data.
-        if node.op_type == "Shape" && data.len() == 1 && data[0] == self.tip.name {
-            let v: Vec<f64> = self.tip.shape.iter().map(|&d| d as f64).collect();
+        let known_shape = data.first().and_then(|d| self.shapes.get(*d));
+        if let (true, [_], Some(shape)) = (node.op_type == "Shape", data.as_slice(), known_shape) {
+            let v: Vec<f64> = shape.iter().map(|&d| d as f64).collect();
             let n = v.len();
             let c = Const {
                 value: ArrayD::from_shape_vec(IxDyn(&[n]), v)
@@ -443,6 +452,7 @@ impl Lowering {
 
     fn set_tip(&mut self, node: &NodeProto, shape: Vec<usize>) {
         if let Some(o) = node.output.first() {
+            self.shapes.insert(o.clone(), shape.clone());
             self.tip = Tip {
                 name: o.clone(),
                 shape,
@@ -907,17 +917,18 @@ impl Lowering {
             self.push(node, layer, out);
         } else {
             let a = to2(node, &c)?; // [m, k]
-            let (k, ncol) =
-                match shape.as_slice() {
-                    [k] => (*k, None),
-                    [k, 1] => (*k, Some(1)),
-                    _ => return Err(unsupported(
+            let (k, ncol) = match shape.as_slice() {
+                [k] => (*k, None),
+                [k, 1] => (*k, Some(1)),
+                _ => {
+                    return Err(unsupported(
                         node,
                         format!(
                             "data {shape:?} as the right factor: only a vector or a [k, 1] matrix"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             if a.ncols() != k {
                 return Err(unsupported(
                     node,
@@ -1064,6 +1075,57 @@ impl Lowering {
                 node,
                 "padding as large as the window leaves windows without input",
             ));
+        }
+        let count_include_pad =
+            node.op_type == "AveragePool" && attr_i(node, "count_include_pad", 0) != 0;
+        if count_include_pad && win.pt + win.pl + win.pb + win.pr > 0 {
+            // Counting the padding in the divisor is average pooling of the
+            // zero-padded input: lower it as Pad + AvgPool without padding, so
+            // that the divisor is the window clipped to the padded extent
+            // (as in ONNX and tract, also in ceil mode).
+            let (hp, wp) = (h_in + win.pt + win.pb, w_in + win.pl + win.pr);
+            let mut index = Vec::with_capacity(c * hp * wp);
+            for ch in 0..c {
+                for i in 0..hp {
+                    for j in 0..wp {
+                        let inside =
+                            i >= win.pt && i < win.pt + h_in && j >= win.pl && j < win.pl + w_in;
+                        index.push(inside.then(|| (ch * h_in + i - win.pt) * w_in + j - win.pl));
+                    }
+                }
+            }
+            let padded = if one_d {
+                vec![1, c, wp]
+            } else {
+                vec![1, c, hp, wp]
+            };
+            self.push(node, Layer::Pad { index }, padded);
+            let geom = PoolGeom {
+                c,
+                h_in: hp,
+                w_in: wp,
+                h_out: win.h_out,
+                w_out: win.w_out,
+                kh: win.kh,
+                kw: win.kw,
+                sh: win.sh,
+                sw: win.sw,
+                pt: 0,
+                pl: 0,
+                pb: 0,
+                pr: 0,
+            };
+            let out = if one_d {
+                vec![1, c, win.w_out]
+            } else {
+                vec![1, c, win.h_out, win.w_out]
+            };
+            let layer = Layer::AvgPool {
+                geom,
+                count_include_pad: false,
+            };
+            self.push(node, layer, out);
+            return Ok(());
         }
         let geom = PoolGeom {
             c,
@@ -1567,10 +1629,12 @@ fn slice_index(
         } else {
             (clampi(b, 0, n - 1), clampi(e, -1, n - 1))
         };
-        let count = if s > 0 {
-            ((e - b).max(0) + s - 1) / s
+        // ceil(span / |s|), without overflow for steps near the i64 limits.
+        let span = (if s > 0 { e - b } else { b - e }).max(0) as u64;
+        let count = if span == 0 {
+            0
         } else {
-            ((b - e).max(0) + (-s) - 1) / (-s)
+            (span - 1) / s.unsigned_abs() + 1
         };
         start[a] = b;
         step[a] = s;
@@ -1656,8 +1720,10 @@ fn resolve_reshape(
             t => out.push(t as usize),
         }
     }
+    // A target whose size overflows cannot match the input (whose size does not).
+    let product = |v: &[usize]| v.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if let Some(i) = infer {
-        let known: usize = out.iter().product();
+        let known = product(&out).unwrap_or(0);
         if known == 0 || total % known != 0 {
             return Err(unsupported(
                 node,
@@ -1666,7 +1732,7 @@ fn resolve_reshape(
         }
         out[i] = total / known;
     }
-    if out.iter().product::<usize>() != total {
+    if product(&out) != Some(total) {
         return Err(unsupported(
             node,
             format!("cannot reshape {shape:?} to {target:?}"),
@@ -1781,10 +1847,14 @@ impl Window {
         let (sh, sw) = pair("strides", 1)?;
         let (dh, dw) = pair("dilations", 1)?;
         let (kh, kw) = k;
+        if kh == 0 || kw == 0 {
+            return Err(unsupported(node, format!("empty window {kh}×{kw}")));
+        }
         let (h, w) = input;
         let ceil = attr_i(node, "ceil_mode", 0) != 0;
         let auto = attr_s(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
-        let ext = |k: usize, d: usize| (k - 1) * d + 1;
+        // Saturating: a huge kernel or dilation must fail the size check below, not overflow.
+        let ext = |k: usize, d: usize| (k - 1).saturating_mul(d).saturating_add(1);
         let (pt, pl, pb, pr) = match auto.as_str() {
             "NOTSET" | "" => match attr_ints(node, "pads") {
                 None => (0, 0, 0, 0),
@@ -1810,7 +1880,9 @@ impl Window {
             "SAME_UPPER" | "SAME_LOWER" => {
                 let total = |n: usize, s: usize, k: usize, d: usize| {
                     let out = n.div_ceil(s);
-                    ((out - 1) * s + ext(k, d)).saturating_sub(n)
+                    (out.saturating_sub(1) * s)
+                        .saturating_add(ext(k, d))
+                        .saturating_sub(n)
                 };
                 let th = total(h, sh, kh, dh);
                 let tw = total(w, sw, kw, dw);
