@@ -331,7 +331,10 @@ mod tests {
             (5, 784)
         );
         let table = ArrayD::zeros(IxDyn(&[100, 784]));
-        assert_eq!(to_batch(&table, &[1, 1, 28, 28], false).unwrap().dim(), (100, 784));
+        assert_eq!(
+            to_batch(&table, &[1, 1, 28, 28], false).unwrap().dim(),
+            (100, 784)
+        );
         let v = ArrayD::zeros(IxDyn(&[3]));
         assert_eq!(to_batch(&v, &[1], false).unwrap().dim(), (3, 1));
     }

@@ -224,7 +224,12 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
             LabelColumn::First => (0, 1..w),
             LabelColumn::Last => (w - 1, 0..w - 1),
         };
-        labels = Some(arr.index_axis(ndarray::Axis(1), li).iter().copied().collect());
+        labels = Some(
+            arr.index_axis(ndarray::Axis(1), li)
+                .iter()
+                .copied()
+                .collect(),
+        );
         arr = arr.slice(ndarray::s![.., range]).to_owned().into_dyn();
     }
     if let Some(p) = &a.labels {
@@ -280,7 +285,11 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
         None
     };
     let accuracy = labels.as_ref().map(|l| {
-        let hits = l.iter().zip(&argmax).filter(|(l, a)| **l as usize == **a).count();
+        let hits = l
+            .iter()
+            .zip(&argmax)
+            .filter(|(l, a)| **l as usize == **a)
+            .count();
         (hits, l.len())
     });
     if a.json {
@@ -310,7 +319,10 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
             );
         }
         if let Some((hits, n)) = accuracy {
-            println!("accuracy {hits}/{n} = {:.2} %", 100.0 * hits as f64 / n as f64);
+            println!(
+                "accuracy {hits}/{n} = {:.2} %",
+                100.0 * hits as f64 / n as f64
+            );
         }
         if let Some((d, same)) = tract_diff {
             println!(

@@ -50,10 +50,18 @@ impl Network {
         let layers = T::layers(self);
         let mut cur: Option<Array2<T>> = None;
         for (i, layer) in layers.iter().enumerate().take(to).skip(from) {
-            let input = cur.as_ref().map(|a| a.view()).unwrap_or(x.view());
-            if let Some(next) = self.apply(i, layer, input)? {
-                cur = Some(next);
-            }
+            cur = match cur.take() {
+                Some(mut a) => {
+                    // Element-wise layers overwrite the batch the previous layer produced.
+                    if layer_forward_inplace(layer, &mut a) {
+                        self.check_finite(i, layer, &a)?;
+                        Some(a)
+                    } else {
+                        Some(self.apply(i, layer, a.view())?.unwrap_or(a))
+                    }
+                }
+                None => self.apply(i, layer, x.view())?,
+            };
         }
         Ok(cur.unwrap_or_else(|| x.to_owned()))
     }
@@ -118,19 +126,26 @@ impl Network {
             _ => layer_forward(layer, x, out_len),
         };
         if !matches!(layer, Layer::Transpose { .. } | Layer::Pad { .. }) {
-            if let Some(pos) = y.iter().position(|v| !v.is_finite()) {
-                return Err(Error::Numeric {
-                    layer: format!("{i} '{}' ({})", self.nodes[i].name, layer.kind()),
-                    message: format!(
-                        "non-finite value {:?} at sample {}, element {}",
-                        y.as_slice().map(|s| s[pos]).unwrap_or_else(T::nan),
-                        pos / out_len.max(1),
-                        pos % out_len.max(1)
-                    ),
-                });
-            }
+            self.check_finite(i, layer, &y)?;
         }
         Ok(Some(y))
+    }
+
+    /// NaN or ±Inf in a layer's output is an error naming the layer.
+    fn check_finite<T: Float>(&self, i: usize, layer: &Layer<T>, y: &Array2<T>) -> Result<()> {
+        let Some(pos) = y.iter().position(|v| !v.is_finite()) else {
+            return Ok(());
+        };
+        let width = y.ncols().max(1);
+        Err(Error::Numeric {
+            layer: format!("{i} '{}' ({})", self.nodes[i].name, layer.kind()),
+            message: format!(
+                "non-finite value {:?} at sample {}, element {}",
+                y.iter().nth(pos).copied().unwrap_or_else(T::nan),
+                pos / width,
+                pos % width
+            ),
+        })
     }
 }
 
@@ -146,25 +161,13 @@ pub(crate) fn layer_forward<T: Float>(
     match layer {
         Layer::Dense(d) => dense(d, x.view()),
         Layer::Conv(c) => per_sample(&xv, out_len, |xs, ys| conv(c, xs, ys)),
-        Layer::Affine { scale, shift } => {
+        Layer::Affine { .. }
+        | Layer::Relu
+        | Layer::Sigmoid
+        | Layer::Tanh
+        | Layer::Softmax { .. } => {
             let mut y = x.into_owned();
-            for mut row in y.axis_iter_mut(Axis(0)) {
-                for ((v, a), s) in row.iter_mut().zip(scale).zip(shift) {
-                    *v = *v * *a + *s;
-                }
-            }
-            y
-        }
-        Layer::Relu => x.mapv(|v| if v > T::zero() { v } else { T::zero() }),
-        Layer::Sigmoid => x.mapv(sigmoid),
-        Layer::Tanh => x.mapv(|v| v.tanh()),
-        Layer::Softmax { outer, len, inner } => {
-            let mut y = x.into_owned();
-            for mut row in y.axis_iter_mut(Axis(0)) {
-                if let Some(r) = row.as_slice_mut() {
-                    softmax(r, *outer, *len, *inner);
-                }
-            }
+            layer_forward_inplace(layer, &mut y);
             y
         }
         Layer::MaxPool(g) => per_sample(&xv, out_len, |xs, ys| max_pool(g, xs, ys)),
@@ -196,6 +199,31 @@ pub(crate) fn layer_forward<T: Float>(
         }
         Layer::Reshape | Layer::Embedding { .. } => x.into_owned(),
     }
+}
+
+/// Applies an element-wise layer in place; `false` (and nothing done) for other layers.
+pub(crate) fn layer_forward_inplace<T: Float>(layer: &Layer<T>, y: &mut Array2<T>) -> bool {
+    match layer {
+        Layer::Relu => y.mapv_inplace(|v| if v > T::zero() { v } else { T::zero() }),
+        Layer::Sigmoid => y.mapv_inplace(sigmoid),
+        Layer::Tanh => y.mapv_inplace(|v| v.tanh()),
+        Layer::Affine { scale, shift } => {
+            for mut row in y.axis_iter_mut(Axis(0)) {
+                for ((v, a), s) in row.iter_mut().zip(scale).zip(shift) {
+                    *v = *v * *a + *s;
+                }
+            }
+        }
+        Layer::Softmax { outer, len, inner } => {
+            for mut row in y.axis_iter_mut(Axis(0)) {
+                if let Some(r) = row.as_slice_mut() {
+                    softmax(r, *outer, *len, *inner);
+                }
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// `σ(x) = 1 / (1 + e^{−x})`, computed without overflow for large |x|.
