@@ -24,11 +24,13 @@
 //! |---|---|
 //! | [`model`] | ONNX import, the IR, forward/backward passes, tract reference |
 //! | [`property`] | VNN-LIB properties and VNN-COMP instance lists |
+//! | [`bounds`] | interval and CROWN bounds on every activation over an input box |
 //! | [`input`] | `.npy`, PNG and CSV inputs |
 //! | [`error`] | the error type |
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod bounds;
 pub mod error;
 pub mod input;
 pub mod model;

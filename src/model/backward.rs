@@ -224,44 +224,12 @@ pub(crate) fn layer_vjp<T: Float>(
     y: ArrayView2<T>,
     gy: ArrayView2<T>,
 ) -> std::result::Result<Array2<T>, String> {
+    if let Some(gx) = linear_vjp(layer, x.ncols(), gy) {
+        return Ok(gx);
+    }
     let x = x.as_standard_layout();
     let gy = gy.as_standard_layout();
-    let b = x.nrows();
-    let in_len = x.ncols();
     Ok(match layer {
-        Layer::Dense(d) => {
-            let (out, inp) = d.weight.dim();
-            let mut gx = Array2::<T>::zeros((b, in_len));
-            if let (Some(gxs), Some(gys), Some(w)) =
-                (gx.as_slice_mut(), gy.as_slice(), d.weight.as_slice())
-            {
-                T::gemm(b * d.rows, inp, out, gys, false, w, false, gxs, false);
-            }
-            gx
-        }
-        Layer::Conv(c) => {
-            let mut gx = Array2::<T>::zeros((b, in_len));
-            let out_len = gy.ncols();
-            if let (Some(gxs), Some(gys)) = (gx.as_slice_mut(), gy.as_slice()) {
-                if b >= 8 {
-                    gxs.par_chunks_exact_mut(in_len)
-                        .zip(gys.par_chunks_exact(out_len))
-                        .for_each(|(gxr, gyr)| conv_vjp(c, gyr, gxr));
-                } else {
-                    for (gxr, gyr) in gxs.chunks_exact_mut(in_len).zip(gys.chunks_exact(out_len)) {
-                        conv_vjp(c, gyr, gxr);
-                    }
-                }
-            }
-            gx
-        }
-        Layer::Affine { scale, .. } => {
-            let mut gx = gy.into_owned();
-            for mut row in gx.axis_iter_mut(Axis(0)) {
-                row.iter_mut().zip(scale).for_each(|(g, a)| *g *= *a);
-            }
-            gx
-        }
         Layer::Relu => {
             let mut gx = gy.into_owned();
             gx.zip_mut_with(&x, |g, &v| {
@@ -314,6 +282,62 @@ pub(crate) fn layer_vjp<T: Float>(
             }
             gp[best.0 * w_in + best.1] += v;
         }),
+        Layer::Embedding { .. } => {
+            return Err("the input of an embedding lookup holds integer token indices and \
+                        has no gradient; differentiate with respect to the embedding's output instead"
+                .into())
+        }
+        _ => return Err(format!("no VJP for layer kind {}", layer.kind())),
+    })
+}
+
+/// `gy · J` for a layer that is linear up to a constant (Dense, Conv, Affine,
+/// AvgPool, Transpose, Pad, Reshape), where `J` does not depend on the input;
+/// `None` for the other layers. `in_len` is the layer's input width.
+///
+/// The rows of `gy` are independent, so this is also the back-substitution
+/// step of linear bound propagation: `A ↦ A·J`.
+pub(crate) fn linear_vjp<T: Float>(
+    layer: &Layer<T>,
+    in_len: usize,
+    gy: ArrayView2<T>,
+) -> Option<Array2<T>> {
+    let gy = gy.as_standard_layout();
+    let b = gy.nrows();
+    Some(match layer {
+        Layer::Dense(d) => {
+            let (out, inp) = d.weight.dim();
+            let mut gx = Array2::<T>::zeros((b, in_len));
+            if let (Some(gxs), Some(gys), Some(w)) =
+                (gx.as_slice_mut(), gy.as_slice(), d.weight.as_slice())
+            {
+                T::gemm(b * d.rows, inp, out, gys, false, w, false, gxs, false);
+            }
+            gx
+        }
+        Layer::Conv(c) => {
+            let mut gx = Array2::<T>::zeros((b, in_len));
+            let out_len = gy.ncols();
+            if let (Some(gxs), Some(gys)) = (gx.as_slice_mut(), gy.as_slice()) {
+                if b >= 8 {
+                    gxs.par_chunks_exact_mut(in_len)
+                        .zip(gys.par_chunks_exact(out_len))
+                        .for_each(|(gxr, gyr)| conv_vjp(c, gyr, gxr));
+                } else {
+                    for (gxr, gyr) in gxs.chunks_exact_mut(in_len).zip(gys.chunks_exact(out_len)) {
+                        conv_vjp(c, gyr, gxr);
+                    }
+                }
+            }
+            gx
+        }
+        Layer::Affine { scale, .. } => {
+            let mut gx = gy.into_owned();
+            for mut row in gx.axis_iter_mut(Axis(0)) {
+                row.iter_mut().zip(scale).for_each(|(g, a)| *g *= *a);
+            }
+            gx
+        }
         Layer::AvgPool {
             geom,
             count_include_pad,
@@ -331,7 +355,8 @@ pub(crate) fn layer_vjp<T: Float>(
                             } else {
                                 (r1 - r0) * (c1 - c0)
                             };
-                            let v = gyr[(c * g.h_out + i) * g.w_out + j] / T::from_f64(n.max(1) as f64);
+                            let v =
+                                gyr[(c * g.h_out + i) * g.w_out + j] / T::from_f64(n.max(1) as f64);
                             for r in r0..r1 {
                                 for cc in c0..c1 {
                                     gxr[(c * g.h_in + r) * g.w_in + cc] += v;
@@ -364,11 +389,7 @@ pub(crate) fn layer_vjp<T: Float>(
             gx
         }
         Layer::Reshape => gy.into_owned(),
-        Layer::Embedding { .. } => {
-            return Err("the input of an embedding lookup holds integer token indices and \
-                        has no gradient; differentiate with respect to the embedding's output instead"
-                .into())
-        }
+        _ => return None,
     })
 }
 
