@@ -25,16 +25,24 @@
 //! | [`model`] | ONNX import, the IR, forward/backward passes, tract reference |
 //! | [`property`] | VNN-LIB properties and VNN-COMP instance lists |
 //! | [`bounds`] | interval and CROWN bounds on every activation over an input box |
+//! | [`encode`] | the solver-neutral Problem IR and the network encoder |
+//! | [`solve`] | backends (HiGHS MILP, LP relaxation), cancel tokens and deadlines |
+//! | [`check`] | independent re-checks with tract |
+//! | [`verify`] | VNN-LIB verification: bounds, encoding, backend, re-check |
 //! | [`input`] | `.npy`, PNG and CSV inputs |
 //! | [`error`] | the error type |
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod bounds;
+pub mod check;
+pub mod encode;
 pub mod error;
 pub mod input;
 pub mod model;
 pub mod property;
+pub mod solve;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use model::{Network, Objective};

@@ -24,6 +24,15 @@ enum LabelColumn {
     Last,
 }
 
+/// The backends the CLI can build.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BackendKind {
+    /// Exact MILP on HiGHS (big-M with CROWN bounds).
+    Milp,
+    /// LP relaxation on HiGHS (can prove unsat, never sat).
+    Lp,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Describe a network: layers, shapes, parameters, ops, exact encodability.
@@ -65,6 +74,31 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Decide a VNN-LIB property on a network: prints sat, unsat, unknown or timeout first.
+    Verify {
+        /// The ONNX model.
+        model: PathBuf,
+        /// The .vnnlib (or .vnnlib.gz) property.
+        property: PathBuf,
+        /// Which backend decides the cases that bounds leave open.
+        #[arg(long, value_enum, default_value = "milp")]
+        backend: BackendKind,
+        /// Wall-clock limit in seconds for the whole query.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Seed handed to the solver.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Solver threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Write the full result (every case's solver record) as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a re-checked counterexample in VNN-COMP's format here.
+        #[arg(long)]
+        counterexample: Option<PathBuf>,
     },
     /// Parse a VNN-LIB property and summarise it (optionally against a model's sizes).
     Property {
@@ -121,6 +155,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             model,
             json,
         } => property_cmd(property, model, json),
+        Command::Verify {
+            model,
+            property,
+            backend,
+            timeout,
+            seed,
+            threads,
+            json,
+            counterexample,
+        } => verify_cmd(VerifyArgs {
+            model,
+            property,
+            backend,
+            timeout,
+            seed,
+            threads,
+            json,
+            counterexample,
+        }),
     }
 }
 
@@ -331,6 +384,93 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct VerifyArgs {
+    model: PathBuf,
+    property: PathBuf,
+    backend: BackendKind,
+    timeout: Option<f64>,
+    seed: u64,
+    threads: usize,
+    json: Option<PathBuf>,
+    counterexample: Option<PathBuf>,
+}
+
+fn make_backend(kind: BackendKind) -> Result<Box<dyn nnexplain::solve::Backend>> {
+    match kind {
+        #[cfg(feature = "highs")]
+        BackendKind::Milp => Ok(Box::new(nnexplain::solve::milp::Milp)),
+        #[cfg(feature = "highs")]
+        BackendKind::Lp => Ok(Box::new(nnexplain::solve::lp::LpRelaxation)),
+        #[allow(unreachable_patterns)]
+        other => {
+            anyhow::bail!("backend {other:?} needs the 'highs' feature, which this build lacks")
+        }
+    }
+}
+
+fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
+    use nnexplain::verify::{verify, vnncomp_counterexample, Verdict, VerifyOptions};
+    let time_limit = match a.timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+        Some(t) => anyhow::bail!("--timeout must be a positive number of seconds, got {t}"),
+        None => None,
+    };
+    let net = load(&a.model)?;
+    let reference = Reference::from_onnx(&a.model, 1)?;
+    let prop = Property::from_vnnlib(&a.property)?;
+    let backend = make_backend(a.backend)?;
+    let opts = VerifyOptions {
+        time_limit,
+        seed: a.seed,
+        threads: a.threads,
+    };
+    let cancel = nnexplain::solve::CancelToken::new();
+    let result =
+        verify(&net, &reference, &prop, backend.as_ref(), &opts, &cancel).with_context(|| {
+            format!(
+                "verifying {} on {}",
+                a.property.display(),
+                a.model.display()
+            )
+        })?;
+    println!("{}", result.verdict);
+    let solved = result.cases.iter().filter(|c| c.record.is_some()).count();
+    let by_bounds = result
+        .cases
+        .iter()
+        .filter(|c| c.discharged_by_bounds)
+        .count();
+    println!(
+        "backend {}  cases {} (bounds {by_bounds}, solver {solved})  bounds {:.3} s  total {:.3} s",
+        backend.name(),
+        result.cases.len(),
+        result.bounds_s,
+        result.wall_s
+    );
+    if let Some(c) = &result.counterexample {
+        println!(
+            "counterexample re-checked with tract (tolerance {:.1e}): held",
+            c.tolerance
+        );
+        if let Some(path) = &a.counterexample {
+            std::fs::write(path, vnncomp_counterexample(c))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    if let Some(path) = &a.json {
+        let v = serde_json::json!({
+            "onnx": a.model, "vnnlib": a.property, "backend": backend.name(),
+            "verdict": result.verdict, "wall_s": result.wall_s,
+            "recheck": result.counterexample.as_ref().map(|c| c.held),
+            "result": result,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let _ = Verdict::Sat;
     Ok(ExitCode::SUCCESS)
 }
 
