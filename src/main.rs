@@ -31,6 +31,8 @@ enum BackendKind {
     Milp,
     /// LP relaxation on HiGHS (can prove unsat, never sat).
     Lp,
+    /// Branch and bound by input splitting with CROWN bounds (low-dimensional inputs).
+    Bab,
 }
 
 #[derive(Subcommand)]
@@ -400,6 +402,9 @@ struct VerifyArgs {
 
 fn make_backend(kind: BackendKind) -> Result<Box<dyn nnexplain::solve::Backend>> {
     match kind {
+        BackendKind::Bab => {
+            anyhow::bail!("bab is a search over the network, not a Problem backend")
+        }
         #[cfg(feature = "highs")]
         BackendKind::Milp => Ok(Box::new(nnexplain::solve::milp::Milp)),
         #[cfg(feature = "highs")]
@@ -421,21 +426,27 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     let net = load(&a.model)?;
     let reference = Reference::from_onnx(&a.model, 1)?;
     let prop = Property::from_vnnlib(&a.property)?;
-    let backend = make_backend(a.backend)?;
+    let backend = match a.backend {
+        BackendKind::Bab => None,
+        other => Some(make_backend(other)?),
+    };
+    let method = match &backend {
+        Some(b) => nnexplain::verify::Method::Backend(b.as_ref()),
+        None => nnexplain::verify::Method::InputSplit,
+    };
     let opts = VerifyOptions {
         time_limit,
         seed: a.seed,
         threads: a.threads,
     };
     let cancel = nnexplain::solve::CancelToken::new();
-    let result =
-        verify(&net, &reference, &prop, backend.as_ref(), &opts, &cancel).with_context(|| {
-            format!(
-                "verifying {} on {}",
-                a.property.display(),
-                a.model.display()
-            )
-        })?;
+    let result = verify(&net, &reference, &prop, method, &opts, &cancel).with_context(|| {
+        format!(
+            "verifying {} on {}",
+            a.property.display(),
+            a.model.display()
+        )
+    })?;
     println!("{}", result.verdict);
     let solved = result.cases.iter().filter(|c| c.record.is_some()).count();
     let by_bounds = result
@@ -445,7 +456,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         .count();
     println!(
         "backend {}  cases {} (bounds {by_bounds}, solver {solved})  bounds {:.3} s  total {:.3} s",
-        backend.name(),
+        method.name(),
         result.cases.len(),
         result.bounds_s,
         result.wall_s
@@ -462,7 +473,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     }
     if let Some(path) = &a.json {
         let v = serde_json::json!({
-            "onnx": a.model, "vnnlib": a.property, "backend": backend.name(),
+            "onnx": a.model, "vnnlib": a.property, "backend": method.name(),
             "verdict": result.verdict, "wall_s": result.wall_s,
             "recheck": result.counterexample.as_ref().map(|c| c.held),
             "result": result,

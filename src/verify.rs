@@ -18,6 +18,7 @@ use crate::check::{recheck_counterexample, Recheck};
 use crate::encode::full_network::{add_property, network};
 use crate::model::{Network, Reference};
 use crate::property::{Cmp, LinearConstraint, Property, Var};
+use crate::solve::bab::{input_split, BabOutcome};
 use crate::solve::{Backend, CancelToken, Deadline, SolveOptions, SolveResult, Status};
 use crate::{Error, Result};
 
@@ -108,12 +109,31 @@ fn ruled_out(atom: &LinearConstraint, x: &Bounds, y: &Bounds) -> bool {
     }
 }
 
-/// Decides `prop` on `net` with `backend`, re-checking any counterexample with `reference`.
+/// How the cases that bounds leave open are decided.
+#[derive(Clone, Copy)]
+pub enum Method<'a> {
+    /// A solver backend on the encoded [`Problem`](crate::encode::Problem).
+    Backend(&'a dyn Backend),
+    /// Branch and bound by input splitting on the network ([`input_split`]).
+    InputSplit,
+}
+
+impl Method<'_> {
+    /// The name recorded in results.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Backend(b) => b.name(),
+            Method::InputSplit => "bab",
+        }
+    }
+}
+
+/// Decides `prop` on `net` with `method`, re-checking any counterexample with `reference`.
 pub fn verify(
     net: &Network,
     reference: &Reference,
     prop: &Property,
-    backend: &dyn Backend,
+    method: Method<'_>,
     opts: &VerifyOptions,
     cancel: &CancelToken,
 ) -> Result<Verification> {
@@ -130,7 +150,8 @@ pub fn verify(
         let t = Instant::now();
         let bounds = crown(net, &region.input)?;
         bounds_s += t.elapsed().as_secs_f64();
-        let base = network(net, &bounds, net.name())?;
+        // The encoding is built once per region, and only for solver backends.
+        let mut base: Option<crate::encode::Problem> = None;
         for (ci, conj) in region.output.iter().enumerate() {
             if conj
                 .iter()
@@ -148,18 +169,54 @@ pub fn verify(
                 undecided = Some(Verdict::Timeout);
                 break;
             }
-            let mut p = base.clone();
-            p.name = format!("{}#r{ri}c{ci}", net.name());
-            add_property(&mut p, region, conj)?;
-            backend.supports(&p)?;
-            let so = SolveOptions {
-                time_limit: deadline.remaining(),
-                seed: opts.seed,
-                threads: opts.threads.max(1),
+            if matches!(method, Method::Backend(_)) && base.is_none() {
+                base = Some(network(net, &bounds, net.name())?);
+            }
+            let name = format!("{}#r{ri}c{ci}", net.name());
+            let (record, x) = match method {
+                Method::Backend(backend) => {
+                    let mut p = base.clone().unwrap_or_default();
+                    p.name = name.clone();
+                    add_property(&mut p, region, conj)?;
+                    backend.supports(&p)?;
+                    let so = SolveOptions {
+                        time_limit: deadline.remaining(),
+                        seed: opts.seed,
+                        threads: opts.threads.max(1),
+                    };
+                    let record = backend.solve(&p, &so, cancel)?;
+                    let x = record
+                        .assignment
+                        .as_ref()
+                        .map(|a| p.inputs.iter().map(|v| a[v.0]).collect::<Vec<f64>>());
+                    (record, x)
+                }
+                Method::InputSplit => {
+                    let t = Instant::now();
+                    let (outcome, stats) = input_split(net, region, conj, &deadline, cancel)?;
+                    let (status, x) = match outcome {
+                        BabOutcome::Proven => (Status::Infeasible, None),
+                        BabOutcome::Counterexample(x) => (Status::Optimal, Some(x)),
+                        BabOutcome::Timeout => (Status::Timeout, None),
+                        BabOutcome::Cancelled => (Status::Cancelled, None),
+                        BabOutcome::Unknown => (Status::Unknown, None),
+                    };
+                    let mut record = SolveResult::new("bab", status);
+                    record.wall_time = t.elapsed();
+                    record.stats.insert("boxes".into(), stats.boxes as f64);
+                    record.stats.insert("pruned".into(), stats.pruned as f64);
+                    record
+                        .stats
+                        .insert("max_depth".into(), stats.max_depth as f64);
+                    record.stats.insert("bounds_s".into(), stats.bounds_s);
+                    record
+                        .stats
+                        .insert("overshoot_s".into(), deadline.overshoot().as_secs_f64());
+                    (record, x)
+                }
             };
-            let record = backend.solve(&p, &so, cancel)?;
             let status = record.status;
-            let assignment = record.assignment.clone();
+            let assignment = x;
             cases.push(Case {
                 region: ri,
                 conjunction: ci,
@@ -169,11 +226,10 @@ pub fn verify(
             match status {
                 Status::Infeasible => {}
                 Status::Optimal | Status::Feasible => {
-                    let Some(a) = assignment else {
+                    let Some(x) = assignment else {
                         undecided.get_or_insert(Verdict::Unknown);
                         continue;
                     };
-                    let x: Vec<f64> = p.inputs.iter().map(|v| a[v.0]).collect();
                     let check = recheck_counterexample(reference, prop, &x)?;
                     if check.held {
                         return Ok(Verification {
@@ -199,9 +255,8 @@ pub fn verify(
                         .and_then(|r| r.reason.clone())
                         .unwrap_or_default();
                     return Err(Error::InvalidArgument(format!(
-                        "backend {} failed on {}: {why}",
-                        backend.name(),
-                        p.name
+                        "backend {} failed on {name}: {why}",
+                        method.name()
                     )));
                 }
             }

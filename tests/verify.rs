@@ -15,15 +15,16 @@ use nnexplain::encode::full_network::network;
 use nnexplain::encode::{Cmp, LinExpr, Objective, Problem, Sense};
 use nnexplain::model::{Dense, Layer, Network, Node, Reference};
 use nnexplain::property::{InputBox, Property};
+use nnexplain::solve::bab::{input_split, BabOutcome};
 use nnexplain::solve::lp::LpRelaxation;
 use nnexplain::solve::milp::Milp;
 use nnexplain::solve::{Backend, CancelToken, SolveOptions, Status};
-use nnexplain::verify::{verify, Verdict, VerifyOptions};
+use nnexplain::verify::{verify, Method, Verdict, VerifyOptions};
 
 fn run(
     onnx: &std::path::Path,
     vnnlib: &std::path::Path,
-    backend: &dyn Backend,
+    method: Method<'_>,
     limit: f64,
 ) -> nnexplain::verify::Verification {
     let net = Network::from_onnx(onnx).unwrap();
@@ -34,7 +35,7 @@ fn run(
         seed: 0,
         threads: 1,
     };
-    verify(&net, &reference, &prop, backend, &opts, &CancelToken::new()).unwrap()
+    verify(&net, &reference, &prop, method, &opts, &CancelToken::new()).unwrap()
 }
 
 #[test]
@@ -46,15 +47,17 @@ fn vnncomp_test_networks() {
         ("test_unsat.onnx", "test_prop.vnnlib", Verdict::Unsat),
     ];
     for (onnx, vnnlib, want) in cases {
-        let v = run(
-            &d.join("onnx").join(onnx),
-            &d.join("vnnlib").join(vnnlib),
-            &Milp,
-            60.0,
-        );
-        assert_eq!(v.verdict, want, "{onnx} + {vnnlib}");
-        if want == Verdict::Sat {
-            assert!(v.counterexample.as_ref().unwrap().held);
+        for method in [Method::Backend(&Milp), Method::InputSplit] {
+            let v = run(
+                &d.join("onnx").join(onnx),
+                &d.join("vnnlib").join(vnnlib),
+                method,
+                60.0,
+            );
+            assert_eq!(v.verdict, want, "{onnx} + {vnnlib} with {}", method.name());
+            if want == Verdict::Sat {
+                assert!(v.counterexample.as_ref().unwrap().held);
+            }
         }
     }
 }
@@ -287,6 +290,57 @@ fn planted_counterexamples_are_found_and_recheck() {
             .solve(&q, &SolveOptions::default(), &CancelToken::new())
             .unwrap();
         assert_eq!(r.status, Status::Infeasible, "seed {seed}");
+        // Branch and bound by input splitting agrees on both.
+        let never = nnexplain::solve::Deadline::never();
+        let region = &prop.regions[0];
+        let (sat, _) =
+            input_split(&net, region, &region.output[0], &never, &CancelToken::new()).unwrap();
+        match sat {
+            BabOutcome::Counterexample(x) => {
+                let y = net
+                    .forward::<f64>(Array2::from_shape_vec((1, 3), x.clone()).unwrap().view())
+                    .unwrap();
+                assert!(
+                    prop.is_counterexample(&x, y.as_slice().unwrap(), 1e-9),
+                    "seed {seed}"
+                );
+            }
+            other => panic!("seed {seed}: BaB said {other:?} on a planted counterexample"),
+        }
+        let ru = &prop_unsat.regions[0];
+        let (unsat, _) = input_split(&net, ru, &ru.output[0], &never, &CancelToken::new()).unwrap();
+        assert_eq!(unsat, BabOutcome::Proven, "seed {seed}");
+        // Branch and bound by input splitting agrees on both.
+        let never = nnexplain::solve::Deadline::never();
+        let (sat, _) = input_split(
+            &net,
+            &prop.regions[0],
+            &prop.regions[0].output[0],
+            &never,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        match sat {
+            BabOutcome::Counterexample(x) => {
+                let y = net
+                    .forward::<f64>(Array2::from_shape_vec((1, 3), x.clone()).unwrap().view())
+                    .unwrap();
+                assert!(
+                    prop.is_counterexample(&x, y.as_slice().unwrap(), 1e-9),
+                    "seed {seed}"
+                );
+            }
+            other => panic!("seed {seed}: BaB said {other:?} on a planted counterexample"),
+        }
+        let (unsat, _) = input_split(
+            &net,
+            &prop_unsat.regions[0],
+            &prop_unsat.regions[0].output[0],
+            &never,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        assert_eq!(unsat, BabOutcome::Proven, "seed {seed}");
     }
 }
 

@@ -32,6 +32,17 @@ use crate::Result;
 /// CROWN bounds on every activation of `net` for inputs in `input`
 /// (each never looser than the interval bound).
 pub fn crown(net: &Network, input: &InputBox) -> Result<NetworkBounds> {
+    crown_with(net, input, true)
+}
+
+/// CROWN bounds on every activation that feeds a nonlinear layer; the output's
+/// bounds are interval bounds from those. For callers that bound a linear
+/// specification of the output with [`bound_linear`] instead.
+pub fn crown_intermediate(net: &Network, input: &InputBox) -> Result<NetworkBounds> {
+    crown_with(net, input, false)
+}
+
+fn crown_with(net: &Network, input: &InputBox, refine_output: bool) -> Result<NetworkBounds> {
     let mut acts: Vec<Bounds> = vec![input_bounds(net, input)?];
     for i in 0..net.len() {
         let layer = net.layer(i);
@@ -56,7 +67,7 @@ pub fn crown(net: &Network, input: &InputBox) -> Result<NetworkBounds> {
         acts.push(next);
     }
     let last = net.len();
-    if last > 0 && !box_exact_below(net, last) {
+    if refine_output && last > 0 && !box_exact_below(net, last) {
         let rows: Vec<usize> = (0..acts[last].len()).collect();
         refine(net, &mut acts, last, &rows)?;
     }
@@ -132,6 +143,43 @@ fn back_substitute(net: &Network, acts: &[Bounds], a: usize, rows: &[usize]) -> 
     for (r, &k) in rows.iter().enumerate() {
         start[[r, k]] = 1.0;
     }
+    let (lo, hi) = substitute(net, acts, a, start)?;
+    let mut lower = vec![f64::NEG_INFINITY; n_a];
+    let mut upper = vec![f64::INFINITY; n_a];
+    for (r, &k) in rows.iter().enumerate() {
+        lower[k] = lo[r];
+        upper[k] = hi[r];
+    }
+    Ok(Bounds::new(lower, upper))
+}
+
+/// Lower and upper bounds of `C · a` over the box, for each row of `C`
+/// (`[rows, len(a)]`), by back-substitution through the layers below
+/// activation `a` with the relaxations given by `bounds`. This bounds a
+/// linear specification directly, which is tighter than combining the
+/// bounds of each element of `a`.
+pub fn bound_linear(
+    net: &Network,
+    bounds: &NetworkBounds,
+    a: usize,
+    c: Array2<f64>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    if a >= bounds.activations.len() || c.ncols() != bounds.activations[a].len() {
+        return Err(crate::Error::Shape(format!(
+            "a specification of width {} for activation {a}",
+            c.ncols()
+        )));
+    }
+    substitute(net, &bounds.activations, a, c)
+}
+
+fn substitute(
+    net: &Network,
+    acts: &[Bounds],
+    a: usize,
+    start: Array2<f64>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let m = start.nrows();
     let mut sides = [false, true].map(|upper| Side {
         a: start.clone(),
         c: Array1::zeros(m),
@@ -143,7 +191,7 @@ fn back_substitute(net: &Network, acts: &[Bounds], a: usize, rows: &[usize]) -> 
     for j in (0..a).rev() {
         let layer = net.layer(j);
         let in_len = acts[j].len();
-        if linear_vjp(layer, in_len, sides[0].a.view()).is_some() {
+        if layer.is_linear() {
             let out_len = net.nodes()[j].out_len();
             let has_bias = matches!(
                 layer,
@@ -189,15 +237,7 @@ fn back_substitute(net: &Network, acts: &[Bounds], a: usize, rows: &[usize]) -> 
         }
     }
     let b = &acts[stop];
-    let lo = sides[0].concretise(b, terms);
-    let hi = sides[1].concretise(b, terms);
-    let mut lower = vec![f64::NEG_INFINITY; n_a];
-    let mut upper = vec![f64::INFINITY; n_a];
-    for (r, &k) in rows.iter().enumerate() {
-        lower[k] = lo[r];
-        upper[k] = hi[r];
-    }
-    Ok(Bounds::new(lower, upper))
+    Ok((sides[0].concretise(b, terms), sides[1].concretise(b, terms)))
 }
 
 fn fan_in(layer: &Layer<f64>) -> usize {

@@ -13,7 +13,7 @@
 pub mod crown;
 pub mod interval;
 
-pub use crown::crown;
+pub use crown::{bound_linear, crown, crown_intermediate};
 pub use interval::interval;
 
 use serde::Serialize;

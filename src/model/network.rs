@@ -248,6 +248,20 @@ impl<T: Float> Layer<T> {
         }
     }
 
+    /// Whether the layer is linear up to a constant (its Jacobian does not depend on the input).
+    pub fn is_linear(&self) -> bool {
+        matches!(
+            self,
+            Layer::Dense(_)
+                | Layer::Conv(_)
+                | Layer::Affine { .. }
+                | Layer::AvgPool { .. }
+                | Layer::Transpose { .. }
+                | Layer::Pad { .. }
+                | Layer::Reshape
+        )
+    }
+
     /// Whether the layer is piecewise linear (exactly encodable with LRA / MILP).
     pub fn is_piecewise_linear(&self) -> bool {
         !matches!(

@@ -5,9 +5,11 @@
 //! |---|---|---|---|---|
 //! | [`milp::Milp`] (HiGHS) | `highs` | yes (ReLU, max, indicator by big-M) | no Sigmoid/Tanh | `time_limit` + interrupt callback polling the cancel token and deadline |
 //! | [`lp::LpRelaxation`] (HiGHS) | `highs` | no: a bound; infeasible ⇒ infeasible | all (triangle relaxation; Sigmoid/Tanh by their range) | same |
+//! | [`bab::input_split`] | — | yes (complete search) | networks with few inputs; works on the network, not a `Problem` | checks the deadline and token between boxes |
 //!
 //! Infeasibility is an answer ([`Status::Infeasible`]), not an error.
 
+pub mod bab;
 pub mod cancel;
 #[cfg(feature = "highs")]
 pub mod highs_model;
