@@ -27,6 +27,8 @@ enum LabelColumn {
 /// The backends the CLI can build.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BackendKind {
+    /// Input splitting for networks with at most 16 inputs, the MILP otherwise.
+    Auto,
     /// Exact MILP on HiGHS (big-M with CROWN bounds).
     Milp,
     /// LP relaxation on HiGHS (can prove unsat, never sat).
@@ -84,7 +86,7 @@ enum Command {
         /// The .vnnlib (or .vnnlib.gz) property.
         property: PathBuf,
         /// Which backend decides the cases that bounds leave open.
-        #[arg(long, value_enum, default_value = "milp")]
+        #[arg(long, value_enum, default_value = "auto")]
         backend: BackendKind,
         /// Wall-clock limit in seconds for the whole query.
         #[arg(long)]
@@ -101,6 +103,27 @@ enum Command {
         /// Write a re-checked counterexample in VNN-COMP's format here.
         #[arg(long)]
         counterexample: Option<PathBuf>,
+    },
+    /// Run a VNN-COMP instance list (onnx,vnnlib,timeout per line), one isolated
+    /// process per instance, appending one JSON line per instance to --out.
+    Batch {
+        /// The instances.csv (paths relative to its folder, or absolute).
+        instances: PathBuf,
+        /// Backend for every instance.
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendKind,
+        /// Multiply every instance's timeout by this factor.
+        #[arg(long, default_value_t = 1.0)]
+        timeout_scale: f64,
+        /// The JSON-lines result file; rows already in it are skipped (resume).
+        #[arg(long)]
+        out: PathBuf,
+        /// Run only rows whose index mod N is I, given as I/N (Slurm arrays, GNU parallel).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Seed handed to every solve.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Parse a VNN-LIB property and summarise it (optionally against a model's sizes).
     Property {
@@ -157,6 +180,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             model,
             json,
         } => property_cmd(property, model, json),
+        Command::Batch {
+            instances,
+            backend,
+            timeout_scale,
+            out,
+            shard,
+            seed,
+        } => batch(instances, backend, timeout_scale, out, shard, seed),
         Command::Verify {
             model,
             property,
@@ -426,7 +457,12 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     let net = load(&a.model)?;
     let reference = Reference::from_onnx(&a.model, 1)?;
     let prop = Property::from_vnnlib(&a.property)?;
-    let backend = match a.backend {
+    let kind = match a.backend {
+        BackendKind::Auto if net.input_len() <= 16 => BackendKind::Bab,
+        BackendKind::Auto => BackendKind::Milp,
+        other => other,
+    };
+    let backend = match kind {
         BackendKind::Bab => None,
         other => Some(make_backend(other)?),
     };
@@ -482,6 +518,266 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let _ = Verdict::Sat;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One finished instance of a batch, as written to the JSON-lines file.
+fn batch_line(
+    index: usize,
+    inst: &nnexplain::property::Instance,
+    backend: BackendKind,
+    seed: u64,
+    limit: f64,
+    run: std::result::Result<serde_json::Value, String>,
+    wall: f64,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "index": index, "onnx": inst.onnx, "vnnlib": inst.vnnlib,
+        "backend": format!("{backend:?}").to_lowercase(), "timeout_s": limit, "seed": seed,
+        "engine": concat!("nnexplain ", env!("CARGO_PKG_VERSION")),
+        "host": std::env::var("HOSTNAME").ok().or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string())),
+    });
+    match run {
+        Ok(r) => {
+            v["verdict"] = r["verdict"].clone();
+            v["wall_s"] = r["wall_s"].clone();
+            v["recheck"] = r["recheck"].clone();
+            v["backend"] = r["backend"].clone();
+            v["result"] = r["result"].clone();
+        }
+        Err(e) => {
+            let timed_out = e.starts_with("killed");
+            v["verdict"] = serde_json::json!(if timed_out { "timeout" } else { "error" });
+            v["wall_s"] = serde_json::json!(wall);
+            v["recheck"] = serde_json::Value::Null;
+            v["error"] = serde_json::json!(e);
+        }
+    }
+    v
+}
+
+/// Runs one instance in a child `nnexplain verify` process, killed if it
+/// outlives `limit` by more than a grace period.
+fn run_isolated(
+    inst: &nnexplain::property::Instance,
+    backend: BackendKind,
+    seed: u64,
+    limit: f64,
+    scratch: &std::path::Path,
+) -> std::result::Result<serde_json::Value, String> {
+    const GRACE: f64 = 10.0;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let json = scratch.join(format!("instance-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&json);
+    let mut child = std::process::Command::new(exe)
+        .arg("verify")
+        .arg(&inst.onnx)
+        .arg(&inst.vnnlib)
+        .args(["--backend", &format!("{backend:?}").to_lowercase()])
+        .args(["--timeout", &format!("{limit}")])
+        .args(["--seed", &seed.to_string()])
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the instance process: {e}"))?;
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                if !status.success() {
+                    let tail: String = err
+                        .lines()
+                        .rev()
+                        .take(5)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join(" | ");
+                    return Err(format!("instance process exited with {status}: {tail}"));
+                }
+                let text =
+                    std::fs::read_to_string(&json).map_err(|e| format!("no result file: {e}"))?;
+                let _ = std::fs::remove_file(&json);
+                return serde_json::from_str(&text).map_err(|e| format!("bad result file: {e}"));
+            }
+            Ok(None) => {
+                if start.elapsed().as_secs_f64() > limit + GRACE {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "killed after {:.1} s (limit {limit} s + {GRACE} s grace)",
+                        start.elapsed().as_secs_f64()
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(format!("waiting for the instance process: {e}")),
+        }
+    }
+}
+
+fn batch(
+    instances: PathBuf,
+    backend: BackendKind,
+    timeout_scale: f64,
+    out: PathBuf,
+    shard: Option<String>,
+    seed: u64,
+) -> Result<ExitCode> {
+    use std::io::Write;
+    if !(timeout_scale.is_finite() && timeout_scale > 0.0) {
+        anyhow::bail!("--timeout-scale must be positive, got {timeout_scale}");
+    }
+    let (si, sn) = match &shard {
+        None => (0, 1),
+        Some(s) => {
+            let parsed = s.split_once('/').and_then(|(i, n)| {
+                Some((
+                    i.trim().parse::<usize>().ok()?,
+                    n.trim().parse::<usize>().ok()?,
+                ))
+            });
+            match parsed {
+                Some((i, n)) if n > 0 && i < n => (i, n),
+                _ => anyhow::bail!("--shard must be I/N with 0 <= I < N, got '{s}'"),
+            }
+        }
+    };
+    let list = nnexplain::property::read_instances(&instances)?;
+    let mut done = std::collections::HashSet::new();
+    if out.exists() {
+        let text =
+            std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                if let Some(i) = v["index"].as_u64() {
+                    done.insert(i as usize);
+                }
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..list.len())
+        .filter(|i| i % sn == si && !done.contains(i))
+        .collect();
+    let total = (0..list.len()).filter(|i| i % sn == si).count();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out)
+        .with_context(|| format!("opening {}", out.display()))?;
+    let scratch = std::env::temp_dir();
+    eprintln!(
+        "{} instances in this shard, {} already in {}",
+        total,
+        total - todo.len(),
+        out.display()
+    );
+    for (k, &i) in todo.iter().enumerate() {
+        let inst = &list[i];
+        let limit = inst.timeout_s * timeout_scale;
+        let t = std::time::Instant::now();
+        let run = run_isolated(inst, backend, seed, limit, &scratch);
+        let line = batch_line(
+            i,
+            inst,
+            backend,
+            seed,
+            limit,
+            run,
+            t.elapsed().as_secs_f64(),
+        );
+        writeln!(file, "{}", serde_json::to_string(&line)?)?;
+        file.flush()?;
+        eprintln!(
+            "[{}/{}] {} {} {:.3} s",
+            total - todo.len() + k + 1,
+            total,
+            line["verdict"].as_str().unwrap_or("?"),
+            inst.vnnlib
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            line["wall_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    // Summary over everything the output file holds.
+    let text = std::fs::read_to_string(&out)?;
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut by: std::collections::BTreeMap<String, Vec<&serde_json::Value>> = Default::default();
+    for r in &rows {
+        by.entry(r["backend"].as_str().unwrap_or("?").to_string())
+            .or_default()
+            .push(r);
+    }
+    let mut csv = String::from(
+        "backend,instances,sat,unsat,unknown,timeout,error,sat_rechecked,median_s,max_s\n",
+    );
+    println!(
+        "{:<8} {:>9} {:>5} {:>6} {:>8} {:>8} {:>6} {:>10} {:>9} {:>9}",
+        "backend",
+        "instances",
+        "sat",
+        "unsat",
+        "unknown",
+        "timeout",
+        "error",
+        "rechecked",
+        "median_s",
+        "max_s"
+    );
+    for (b, rs) in &by {
+        let count = |v: &str| rs.iter().filter(|r| r["verdict"] == v).count();
+        let rechecked = rs
+            .iter()
+            .filter(|r| r["verdict"] == "sat" && r["recheck"] == true)
+            .count();
+        let mut times: Vec<f64> = rs.iter().filter_map(|r| r["wall_s"].as_f64()).collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        let median = if times.is_empty() {
+            0.0
+        } else {
+            times[times.len() / 2]
+        };
+        let max = times.last().copied().unwrap_or(0.0);
+        let line = format!(
+            "{b},{},{},{},{},{},{},{rechecked},{median:.4},{max:.4}",
+            rs.len(),
+            count("sat"),
+            count("unsat"),
+            count("unknown"),
+            count("timeout"),
+            count("error")
+        );
+        println!(
+            "{:<8} {:>9} {:>5} {:>6} {:>8} {:>8} {:>6} {:>10} {:>9.3} {:>9.3}",
+            b,
+            rs.len(),
+            count("sat"),
+            count("unsat"),
+            count("unknown"),
+            count("timeout"),
+            count("error"),
+            rechecked,
+            median,
+            max
+        );
+        csv.push_str(&line);
+        csv.push('\n');
+    }
+    let summary = out.with_extension("summary.csv");
+    std::fs::write(&summary, csv).with_context(|| format!("writing {}", summary.display()))?;
+    eprintln!("summary written to {}", summary.display());
     Ok(ExitCode::SUCCESS)
 }
 
