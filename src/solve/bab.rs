@@ -12,6 +12,7 @@
 use std::time::Instant;
 
 use ndarray::Array2;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{CancelToken, Deadline};
@@ -133,38 +134,101 @@ pub fn input_split(
     let mut stack: Vec<(InputBox, usize)> = vec![(region.input.clone(), 0)];
     let spec = Array2::from_shape_fn((atoms.len(), n_out), |(r, j)| atoms[r].cy[j]);
     let mut undecided = false;
-    while let Some((bx, depth)) = stack.pop() {
+    let ctx = Ctx {
+        net,
+        atoms: &atoms,
+        input_atoms: &input_atoms,
+        spec: &spec,
+        widths: &widths,
+    };
+    while !stack.is_empty() {
         if cancel.is_cancelled() {
             return Ok((BabOutcome::Cancelled, stats));
         }
         if deadline.expired() {
             return Ok((BabOutcome::Timeout, stats));
         }
-        stats.boxes += 1;
-        stats.max_depth = stats.max_depth.max(depth);
+        // A handful of boxes at a time, bounded in parallel.
+        let take = stack.len().min(PARALLEL_BOXES);
+        let batch: Vec<(InputBox, usize)> = stack.split_off(stack.len() - take);
+        let results: Vec<Result<(Visit, f64)>> = batch
+            .into_par_iter()
+            .map(|(bx, depth)| ctx.visit(bx, depth))
+            .collect();
+        for r in results.into_iter().rev() {
+            let (visit, secs) = r?;
+            stats.boxes += 1;
+            stats.bounds_s += secs;
+            match visit {
+                Visit::Pruned => stats.pruned += 1,
+                Visit::Found(x) => return Ok((BabOutcome::Counterexample(x), stats)),
+                Visit::Undecided => undecided = true,
+                Visit::Split(left, right, depth) => {
+                    stats.max_depth = stats.max_depth.max(depth);
+                    stack.push((right, depth));
+                    stack.push((left, depth));
+                }
+            }
+        }
+    }
+    Ok((
+        if undecided {
+            BabOutcome::Unknown
+        } else {
+            BabOutcome::Proven
+        },
+        stats,
+    ))
+}
+
+/// Boxes bounded at once (one per rayon task).
+const PARALLEL_BOXES: usize = 8;
+
+/// What happened to one box.
+enum Visit {
+    Pruned,
+    Found(Vec<f64>),
+    Undecided,
+    Split(InputBox, InputBox, usize),
+}
+
+/// What every box visit reads.
+struct Ctx<'a> {
+    net: &'a Network,
+    atoms: &'a [Atom],
+    input_atoms: &'a [Atom],
+    spec: &'a Array2<f64>,
+    widths: &'a [f64],
+}
+
+impl Ctx<'_> {
+    /// Bounds one box: prune it, find a counterexample in it, or split it.
+    /// Also returns the seconds spent on bounds.
+    fn visit(&self, bx: InputBox, depth: usize) -> Result<(Visit, f64)> {
+        let net = self.net;
         // Input constraints that cannot hold anywhere in the box prune it.
-        if input_atoms
+        if self
+            .input_atoms
             .iter()
             .any(|a| a.c0 + linear_max(&a.cx, &bx) < 0.0)
         {
-            stats.pruned += 1;
-            continue;
+            return Ok((Visit::Pruned, 0.0));
         }
         let t = Instant::now();
         let bounds = crown_intermediate(net, &bx)?;
-        let (_, hi) = bound_linear(net, &bounds, net.len(), spec.clone())?;
-        stats.bounds_s += t.elapsed().as_secs_f64();
-        let margins: Vec<f64> = atoms
+        let (_, hi) = bound_linear(net, &bounds, net.len(), self.spec.clone())?;
+        let secs = t.elapsed().as_secs_f64();
+        let margins: Vec<f64> = self
+            .atoms
             .iter()
             .zip(&hi)
             .map(|(a, h)| h + a.c0 + linear_max(&a.cx, &bx))
             .collect();
         if margins.iter().any(|m| *m < 0.0) {
-            stats.pruned += 1;
-            continue;
+            return Ok((Visit::Pruned, secs));
         }
-        if let Some(x) = attack(net, &atoms, &input_atoms, &bx)? {
-            return Ok((BabOutcome::Counterexample(x), stats));
+        if let Some(x) = attack(net, self.atoms, self.input_atoms, &bx)? {
+            return Ok((Visit::Found(x), secs));
         }
         // Split along the input with the largest smear for the atom nearest to pruning.
         let worst = margins
@@ -179,21 +243,20 @@ pub fn input_split(
             .zip(&bx.upper)
             .map(|(l, u)| 0.5 * (l + u))
             .collect();
-        let grad = atom_gradient(net, &atoms[worst], &centre)?;
+        let grad = atom_gradient(net, &self.atoms[worst], &centre)?;
         let mut best = (usize::MAX, -1.0);
-        for i in 0..n_in {
+        for (i, g) in grad.iter().enumerate() {
             let w = bx.upper[i] - bx.lower[i];
-            if w <= MIN_RELATIVE_WIDTH * widths[i].max(f64::MIN_POSITIVE) {
+            if w <= MIN_RELATIVE_WIDTH * self.widths[i].max(f64::MIN_POSITIVE) {
                 continue;
             }
-            let smear = w * (grad[i].abs() + 1e-12);
+            let smear = w * (g.abs() + 1e-12);
             if smear > best.1 {
                 best = (i, smear);
             }
         }
         if best.0 == usize::MAX {
-            undecided = true;
-            continue;
+            return Ok((Visit::Undecided, secs));
         }
         let i = best.0;
         let mid = 0.5 * (bx.lower[i] + bx.upper[i]);
@@ -201,17 +264,8 @@ pub fn input_split(
         let mut right = bx;
         left.upper[i] = mid;
         right.lower[i] = mid;
-        stack.push((right, depth + 1));
-        stack.push((left, depth + 1));
+        Ok((Visit::Split(left, right, depth + 1), secs))
     }
-    Ok((
-        if undecided {
-            BabOutcome::Unknown
-        } else {
-            BabOutcome::Proven
-        },
-        stats,
-    ))
 }
 
 fn atoms_of_inputs(cons: &[LinearConstraint], n_in: usize, n_out: usize) -> Vec<Atom> {
