@@ -1076,57 +1076,6 @@ impl Lowering {
                 "padding as large as the window leaves windows without input",
             ));
         }
-        let count_include_pad =
-            node.op_type == "AveragePool" && attr_i(node, "count_include_pad", 0) != 0;
-        if count_include_pad && win.pt + win.pl + win.pb + win.pr > 0 {
-            // Counting the padding in the divisor is average pooling of the
-            // zero-padded input: lower it as Pad + AvgPool without padding, so
-            // that the divisor is the window clipped to the padded extent
-            // (as in ONNX and tract, also in ceil mode).
-            let (hp, wp) = (h_in + win.pt + win.pb, w_in + win.pl + win.pr);
-            let mut index = Vec::with_capacity(c * hp * wp);
-            for ch in 0..c {
-                for i in 0..hp {
-                    for j in 0..wp {
-                        let inside =
-                            i >= win.pt && i < win.pt + h_in && j >= win.pl && j < win.pl + w_in;
-                        index.push(inside.then(|| (ch * h_in + i - win.pt) * w_in + j - win.pl));
-                    }
-                }
-            }
-            let padded = if one_d {
-                vec![1, c, wp]
-            } else {
-                vec![1, c, hp, wp]
-            };
-            self.push(node, Layer::Pad { index }, padded);
-            let geom = PoolGeom {
-                c,
-                h_in: hp,
-                w_in: wp,
-                h_out: win.h_out,
-                w_out: win.w_out,
-                kh: win.kh,
-                kw: win.kw,
-                sh: win.sh,
-                sw: win.sw,
-                pt: 0,
-                pl: 0,
-                pb: 0,
-                pr: 0,
-            };
-            let out = if one_d {
-                vec![1, c, win.w_out]
-            } else {
-                vec![1, c, win.h_out, win.w_out]
-            };
-            let layer = Layer::AvgPool {
-                geom,
-                count_include_pad: false,
-            };
-            self.push(node, layer, out);
-            return Ok(());
-        }
         let geom = PoolGeom {
             c,
             h_in,
