@@ -344,9 +344,9 @@ fn planted_counterexamples_are_found_and_recheck() {
     }
 }
 
-#[test]
-fn milp_honours_a_one_second_limit() {
-    // mnist-net_256x6 on a wide 2022 box: far beyond one second for the MILP.
+/// mnist-net_256x6 on a wide 2022 box: far beyond one second for the MILP
+/// (HiGHS's presolve alone takes several seconds and does not poll its limit).
+fn hard_problem() -> Problem {
     let d = data_dir().join("vnncomp_mnist_fc_extra");
     let net = Network::from_onnx(d.join("onnx/mnist-net_256x6.onnx")).unwrap();
     let prop = Property::from_vnnlib(d.join("vnnlib_2022/prop_0_0.05.vnnlib")).unwrap();
@@ -354,6 +354,12 @@ fn milp_honours_a_one_second_limit() {
     let bounds = crown(&net, &region.input).unwrap();
     let mut p = network(&net, &bounds, "hard").unwrap();
     nnexplain::encode::full_network::add_property(&mut p, region, &region.output[0]).unwrap();
+    p
+}
+
+#[test]
+fn milp_honours_a_one_second_limit() {
+    let p = hard_problem();
     let t = Instant::now();
     let opts = SolveOptions {
         time_limit: Some(Duration::from_secs(1)),
@@ -368,13 +374,7 @@ fn milp_honours_a_one_second_limit() {
 
 #[test]
 fn cancel_from_another_thread_stops_the_milp() {
-    let d = data_dir().join("vnncomp_mnist_fc_extra");
-    let net = Network::from_onnx(d.join("onnx/mnist-net_256x6.onnx")).unwrap();
-    let prop = Property::from_vnnlib(d.join("vnnlib_2022/prop_0_0.05.vnnlib")).unwrap();
-    let region = &prop.regions[0];
-    let bounds = crown(&net, &region.input).unwrap();
-    let mut p = network(&net, &bounds, "hard").unwrap();
-    nnexplain::encode::full_network::add_property(&mut p, region, &region.output[0]).unwrap();
+    let p = hard_problem();
     let cancel = CancelToken::new();
     let c2 = cancel.clone();
     let t = Instant::now();
