@@ -2,6 +2,9 @@
 //!
 //! * `forward/<net>/<batch>`: the IR's forward pass (f32 and f64) against tract's
 //!   optimised plan on the same weights and inputs, at batch 1 and 256.
+//! * `verify/encode/<instance>`: CROWN bounds plus the encoding of one property
+//!   case into a `Problem`, apart from `verify/solve/<backend>/<instance>`:
+//!   the backend's time on that problem (input splitting works on the network).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,5 +67,68 @@ fn forward(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, forward);
+fn verify(c: &mut Criterion) {
+    use nnexplain::bounds::crown;
+    use nnexplain::encode::full_network::full_network;
+    use nnexplain::solve::bab::input_split;
+    use nnexplain::solve::{CancelToken, Deadline};
+    use nnexplain::Property;
+
+    let cases = [
+        (
+            "acasxu_1_1_prop1",
+            "vnncomp_acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx",
+            "vnncomp_acasxu/vnnlib/prop_1.vnnlib",
+        ),
+        (
+            "acasxu_4_5_prop4",
+            "vnncomp_acasxu/onnx/ACASXU_run2a_4_5_batch_2000.onnx",
+            "vnncomp_acasxu/vnnlib/prop_4.vnnlib",
+        ),
+        (
+            "mnist_256x2_prop0",
+            "vnncomp2021_mnist_fc/onnx/mnist-net_256x2.onnx",
+            "vnncomp2021_mnist_fc/vnnlib/prop_0_0.03.vnnlib",
+        ),
+    ];
+    let mut group = c.benchmark_group("verify");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    for (name, onnx, vnnlib) in cases {
+        let net = Network::from_onnx(shared(onnx)).expect("network");
+        let prop = Property::from_vnnlib(shared(vnnlib)).expect("property");
+        let region = &prop.regions[0];
+        // The first output conjunction that bounds alone do not discharge (index 0 if none).
+        let conj = &region.output[if name.starts_with("mnist") { 1 } else { 0 }];
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| {
+                let bounds = crown(&net, &region.input).expect("bounds");
+                full_network(&net, &bounds, region, conj).expect("encoding")
+            })
+        });
+        if name.starts_with("acasxu") {
+            group.bench_function(BenchmarkId::new("solve/bab", name), |b| {
+                b.iter(|| {
+                    input_split(&net, region, conj, &Deadline::never(), &CancelToken::new())
+                        .expect("search")
+                })
+            });
+        }
+        #[cfg(feature = "highs")]
+        if name.starts_with("mnist") {
+            use nnexplain::solve::{milp::Milp, Backend, SolveOptions};
+            let bounds = crown(&net, &region.input).expect("bounds");
+            let problem = full_network(&net, &bounds, region, conj).expect("encoding");
+            group.bench_function(BenchmarkId::new("solve/milp", name), |b| {
+                b.iter(|| {
+                    Milp.solve(&problem, &SolveOptions::default(), &CancelToken::new())
+                        .expect("solve")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, verify);
 criterion_main!(benches);
