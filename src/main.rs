@@ -27,6 +27,8 @@ enum LabelColumn {
 /// The backends the CLI can build.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BackendKind {
+    /// Input splitting and the MILP raced on every case; the first conclusive answer wins.
+    Portfolio,
     /// Input splitting for networks with at most 16 inputs, the MILP otherwise.
     Auto,
     /// Exact MILP on HiGHS (big-M with CROWN bounds).
@@ -86,7 +88,7 @@ enum Command {
         /// The .vnnlib (or .vnnlib.gz) property.
         property: PathBuf,
         /// Which backend decides the cases that bounds leave open.
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, value_enum, default_value = "portfolio")]
         backend: BackendKind,
         /// Wall-clock limit in seconds for the whole query.
         #[arg(long)]
@@ -110,7 +112,7 @@ enum Command {
         /// The instances.csv (paths relative to its folder, or absolute).
         instances: PathBuf,
         /// Backend for every instance.
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, value_enum, default_value = "portfolio")]
         backend: BackendKind,
         /// Multiply every instance's timeout by this factor.
         #[arg(long, default_value_t = 1.0)]
@@ -462,13 +464,20 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         BackendKind::Auto => BackendKind::Milp,
         other => other,
     };
+    use nnexplain::verify::Method;
     let backend = match kind {
         BackendKind::Bab => None,
+        BackendKind::Portfolio => Some(make_backend(BackendKind::Milp)?),
         other => Some(make_backend(other)?),
     };
-    let method = match &backend {
-        Some(b) => nnexplain::verify::Method::Backend(b.as_ref()),
-        None => nnexplain::verify::Method::InputSplit,
+    let members: Vec<Method> = match &backend {
+        Some(b) => vec![Method::InputSplit, Method::Backend(b.as_ref())],
+        None => Vec::new(),
+    };
+    let method = match (kind, &backend) {
+        (BackendKind::Portfolio, _) => Method::Portfolio(&members),
+        (_, Some(b)) => Method::Backend(b.as_ref()),
+        (_, None) => Method::InputSplit,
     };
     let opts = VerifyOptions {
         time_limit,

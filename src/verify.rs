@@ -56,8 +56,10 @@ pub struct Case {
     pub conjunction: usize,
     /// `"bounds"` when CROWN's output bounds discharged the case, else the backend's record.
     pub discharged_by_bounds: bool,
-    /// The backend's record (absent when discharged by bounds).
+    /// The deciding backend's record (absent when discharged by bounds).
     pub record: Option<SolveResult>,
+    /// In a portfolio, the records of the other backends (cancelled once one decided).
+    pub others: Vec<SolveResult>,
 }
 
 /// The outcome of [`verify`].
@@ -116,6 +118,10 @@ pub enum Method<'a> {
     Backend(&'a dyn Backend),
     /// Branch and bound by input splitting on the network ([`input_split`]).
     InputSplit,
+    /// Several methods raced on each case in their own threads: the first
+    /// conclusive answer (a proof, or a counterexample that re-checks) wins and
+    /// cancels the rest; every record is kept.
+    Portfolio(&'a [Method<'a>]),
 }
 
 impl Method<'_> {
@@ -124,6 +130,7 @@ impl Method<'_> {
         match self {
             Method::Backend(b) => b.name(),
             Method::InputSplit => "bab",
+            Method::Portfolio(_) => "portfolio",
         }
     }
 }
@@ -162,6 +169,7 @@ pub fn verify(
                     conjunction: ci,
                     discharged_by_bounds: true,
                     record: None,
+                    others: Vec::new(),
                 });
                 continue;
             }
@@ -169,69 +177,41 @@ pub fn verify(
                 undecided = Some(Verdict::Timeout);
                 break;
             }
-            if matches!(method, Method::Backend(_)) && base.is_none() {
+            if uses_problem(&method) && base.is_none() {
                 base = Some(network(net, &bounds, net.name())?);
             }
             let name = format!("{}#r{ri}c{ci}", net.name());
-            let (record, x) = match method {
-                Method::Backend(backend) => {
-                    let mut p = base.clone().unwrap_or_default();
-                    p.name = name.clone();
-                    add_property(&mut p, region, conj)?;
-                    backend.supports(&p)?;
-                    let so = SolveOptions {
-                        time_limit: deadline.remaining(),
-                        seed: opts.seed,
-                        threads: opts.threads.max(1),
-                    };
-                    let record = backend.solve(&p, &so, cancel)?;
-                    let x = record
-                        .assignment
-                        .as_ref()
-                        .map(|a| p.inputs.iter().map(|v| a[v.0]).collect::<Vec<f64>>());
-                    (record, x)
-                }
-                Method::InputSplit => {
-                    let t = Instant::now();
-                    let (outcome, stats) = input_split(net, region, conj, &deadline, cancel)?;
-                    let (status, x) = match outcome {
-                        BabOutcome::Proven => (Status::Infeasible, None),
-                        BabOutcome::Counterexample(x) => (Status::Optimal, Some(x)),
-                        BabOutcome::Timeout => (Status::Timeout, None),
-                        BabOutcome::Cancelled => (Status::Cancelled, None),
-                        BabOutcome::Unknown => (Status::Unknown, None),
-                    };
-                    let mut record = SolveResult::new("bab", status);
-                    record.wall_time = t.elapsed();
-                    record.stats.insert("boxes".into(), stats.boxes as f64);
-                    record.stats.insert("pruned".into(), stats.pruned as f64);
-                    record
-                        .stats
-                        .insert("max_depth".into(), stats.max_depth as f64);
-                    record.stats.insert("bounds_s".into(), stats.bounds_s);
-                    record
-                        .stats
-                        .insert("overshoot_s".into(), deadline.overshoot().as_secs_f64());
-                    (record, x)
-                }
+            let case = CaseInput {
+                net,
+                reference,
+                prop,
+                region,
+                conj,
+                base: base.as_ref(),
+                name: &name,
+                opts,
+                deadline: &deadline,
             };
+            let (outcome, others) = match method {
+                Method::Portfolio(methods) => race(&case, methods, cancel)?,
+                m => (decide(&case, &m, cancel)?, Vec::new()),
+            };
+            let Decided {
+                record,
+                counterexample,
+            } = outcome;
             let status = record.status;
-            let assignment = x;
             cases.push(Case {
                 region: ri,
                 conjunction: ci,
                 discharged_by_bounds: false,
                 record: Some(record),
+                others,
             });
             match status {
                 Status::Infeasible => {}
                 Status::Optimal | Status::Feasible => {
-                    let Some(x) = assignment else {
-                        undecided.get_or_insert(Verdict::Unknown);
-                        continue;
-                    };
-                    let check = recheck_counterexample(reference, prop, &x)?;
-                    if check.held {
+                    if let Some(check) = counterexample.filter(|c| c.held) {
                         return Ok(Verification {
                             verdict: Verdict::Sat,
                             counterexample: Some(check),
@@ -275,6 +255,210 @@ pub fn verify(
         bounds_s,
         wall_s: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Everything one case needs.
+struct CaseInput<'a> {
+    net: &'a Network,
+    reference: &'a Reference,
+    prop: &'a Property,
+    region: &'a crate::property::Region,
+    conj: &'a [LinearConstraint],
+    base: Option<&'a crate::encode::Problem>,
+    name: &'a str,
+    opts: &'a VerifyOptions,
+    deadline: &'a Deadline,
+}
+
+/// A method's answer on one case, with its counterexample re-checked.
+struct Decided {
+    record: SolveResult,
+    counterexample: Option<Recheck>,
+}
+
+impl Decided {
+    /// A proof, or a counterexample that held under the re-check.
+    fn conclusive(&self) -> bool {
+        self.record.status == Status::Infeasible
+            || self.counterexample.as_ref().is_some_and(|c| c.held)
+    }
+}
+
+fn uses_problem(m: &Method<'_>) -> bool {
+    match m {
+        Method::Backend(_) => true,
+        Method::InputSplit => false,
+        Method::Portfolio(ms) => ms.iter().any(uses_problem),
+    }
+}
+
+/// Runs one (non-portfolio) method on one case and re-checks its counterexample.
+fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Result<Decided> {
+    let (record, x) = match method {
+        Method::Backend(backend) => {
+            let mut p = case.base.cloned().unwrap_or_default();
+            p.name = case.name.to_string();
+            add_property(&mut p, case.region, case.conj)?;
+            backend.supports(&p)?;
+            let so = SolveOptions {
+                time_limit: case.deadline.remaining(),
+                seed: case.opts.seed,
+                threads: case.opts.threads.max(1),
+            };
+            let record = backend.solve(&p, &so, cancel)?;
+            let x = record
+                .assignment
+                .as_ref()
+                .map(|a| p.inputs.iter().map(|v| a[v.0]).collect::<Vec<f64>>());
+            (record, x)
+        }
+        Method::InputSplit => {
+            let t = Instant::now();
+            let (outcome, stats) =
+                input_split(case.net, case.region, case.conj, case.deadline, cancel)?;
+            let (status, x) = match outcome {
+                BabOutcome::Proven => (Status::Infeasible, None),
+                BabOutcome::Counterexample(x) => (Status::Optimal, Some(x)),
+                BabOutcome::Timeout => (Status::Timeout, None),
+                BabOutcome::Cancelled => (Status::Cancelled, None),
+                BabOutcome::Unknown => (Status::Unknown, None),
+            };
+            let mut record = SolveResult::new("bab", status);
+            record.wall_time = t.elapsed();
+            record.stats.insert("boxes".into(), stats.boxes as f64);
+            record.stats.insert("pruned".into(), stats.pruned as f64);
+            record
+                .stats
+                .insert("max_depth".into(), stats.max_depth as f64);
+            record.stats.insert("bounds_s".into(), stats.bounds_s);
+            record.stats.insert(
+                "overshoot_s".into(),
+                case.deadline.overshoot().as_secs_f64(),
+            );
+            (record, x)
+        }
+        Method::Portfolio(_) => {
+            return Err(Error::InvalidArgument(
+                "a portfolio cannot nest another portfolio".into(),
+            ))
+        }
+    };
+    let counterexample = match (record.status, x) {
+        (Status::Optimal | Status::Feasible, Some(x)) => {
+            Some(recheck_counterexample(case.reference, case.prop, &x)?)
+        }
+        _ => None,
+    };
+    Ok(Decided {
+        record,
+        counterexample,
+    })
+}
+
+/// The fixed precedence between answers: a re-checked counterexample, then a
+/// proof, then the rest (timeouts before unknowns, so that a timeout is never
+/// reported as a clean "unknown"). Returns the index of the winner.
+fn precedence(answers: &[Decided]) -> usize {
+    let rank = |d: &Decided| -> u8 {
+        if d.counterexample.as_ref().is_some_and(|c| c.held) {
+            0
+        } else if d.record.status == Status::Infeasible {
+            1
+        } else if matches!(d.record.status, Status::Timeout) {
+            2
+        } else if d.record.status == Status::Error {
+            4
+        } else {
+            3
+        }
+    };
+    (0..answers.len())
+        .min_by_key(|&i| rank(&answers[i]))
+        .unwrap_or(0)
+}
+
+/// Races `methods` on one case: one scoped thread each, a shared token that
+/// the first conclusive answer sets (or the caller's token), all threads joined.
+fn race(
+    case: &CaseInput<'_>,
+    methods: &[Method<'_>],
+    outer: &CancelToken,
+) -> Result<(Decided, Vec<SolveResult>)> {
+    if methods.is_empty() {
+        return Err(Error::InvalidArgument("an empty portfolio".into()));
+    }
+    let token = CancelToken::new();
+    let answers: Vec<Result<Decided>> = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let handles: Vec<_> = methods
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let tx = tx.clone();
+                let token = &token;
+                s.spawn(move || {
+                    let r = decide(case, m, token);
+                    if r.as_ref().is_ok_and(Decided::conclusive) {
+                        token.cancel();
+                    }
+                    let _ = tx.send(k);
+                    r
+                })
+            })
+            .collect();
+        drop(tx);
+        // Forward the caller's cancel (and the deadline) to the race until every thread is done.
+        let mut finished = 0;
+        while finished < methods.len() {
+            match rx.recv_timeout(std::time::Duration::from_millis(10)) {
+                Ok(_) => finished += 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if outer.is_cancelled() {
+                        token.cancel();
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument("a portfolio thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut ok = Vec::with_capacity(answers.len());
+    for (a, m) in answers.into_iter().zip(methods) {
+        match a {
+            Ok(d) => ok.push(d),
+            Err(e) => {
+                // A backend that cannot take the problem (e.g. the MILP on Sigmoid) just drops out.
+                let mut r = SolveResult::new(m.name(), Status::Error);
+                r.reason = Some(e.to_string());
+                ok.push(Decided {
+                    record: r,
+                    counterexample: None,
+                });
+            }
+        }
+    }
+    // A proof and a re-checked counterexample together would be a soundness bug: say so.
+    let sat = ok
+        .iter()
+        .any(|d| d.counterexample.as_ref().is_some_and(|c| c.held));
+    let unsat = ok.iter().any(|d| d.record.status == Status::Infeasible);
+    if sat && unsat {
+        return Err(Error::InvalidArgument(format!(
+            "backends disagree on {}: one proved it infeasible, another found a counterexample that re-checks",
+            case.name
+        )));
+    }
+    let w = precedence(&ok);
+    let winner = ok.swap_remove(w);
+    let others = ok.into_iter().map(|d| d.record).collect();
+    Ok((winner, others))
 }
 
 /// A counterexample in VNN-COMP's result format: `sat` on the first line, then

@@ -170,7 +170,7 @@ fn batch_writes_json_lines_resumes_and_shards() {
             assert_eq!(r["recheck"], true);
         }
     }
-    assert!(table.contains("bab"), "{table}");
+    assert!(table.contains("portfolio"), "{table}");
     run(&[]);
     assert_eq!(lines(&out).len(), 5, "a rerun with the same --out resumes");
     assert!(out.with_extension("summary.csv").exists());

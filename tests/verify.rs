@@ -47,7 +47,12 @@ fn vnncomp_test_networks() {
         ("test_unsat.onnx", "test_prop.vnnlib", Verdict::Unsat),
     ];
     for (onnx, vnnlib, want) in cases {
-        for method in [Method::Backend(&Milp), Method::InputSplit] {
+        let members = [Method::InputSplit, Method::Backend(&Milp)];
+        for method in [
+            Method::Backend(&Milp),
+            Method::InputSplit,
+            Method::Portfolio(&members),
+        ] {
             let v = run(
                 &d.join("onnx").join(onnx),
                 &d.join("vnnlib").join(vnnlib),
@@ -57,6 +62,12 @@ fn vnncomp_test_networks() {
             assert_eq!(v.verdict, want, "{onnx} + {vnnlib} with {}", method.name());
             if want == Verdict::Sat {
                 assert!(v.counterexample.as_ref().unwrap().held);
+            }
+            if let Method::Portfolio(_) = method {
+                // Every member's record is kept: the winner and the one it cancelled.
+                for c in v.cases.iter().filter(|c| c.record.is_some()) {
+                    assert_eq!(c.others.len(), 1, "{onnx}");
+                }
             }
         }
     }
