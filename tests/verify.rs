@@ -410,3 +410,45 @@ fn sigmoid_network_is_refused_by_the_milp_with_a_clear_error() {
     let e = Milp.supports(&p).unwrap_err().to_string();
     assert!(e.contains("Sigmoid"), "{e}");
 }
+
+#[test]
+fn lp_returns_within_its_one_second_limit() {
+    let p = hard_problem();
+    let t = Instant::now();
+    let opts = SolveOptions {
+        time_limit: Some(Duration::from_secs(1)),
+        ..SolveOptions::default()
+    };
+    let r = LpRelaxation.solve(&p, &opts, &CancelToken::new()).unwrap();
+    let wall = t.elapsed();
+    assert!(wall < Duration::from_millis(1500), "took {wall:?}");
+    // Whatever it reached, the relaxation never claims a counterexample.
+    assert!(
+        matches!(
+            r.status,
+            Status::Timeout | Status::Unknown | Status::Infeasible
+        ),
+        "{:?}",
+        r.status
+    );
+}
+
+#[test]
+fn input_splitting_and_portfolio_honour_a_one_second_limit() {
+    // ACAS Xu 2_2 φ1 needs far more than a second of input splitting.
+    let d = data_dir().join("vnncomp_acasxu");
+    let onnx = d.join("onnx/ACASXU_run2a_2_2_batch_2000.onnx");
+    let vnnlib = d.join("vnnlib/prop_1.vnnlib");
+    let members = [Method::InputSplit, Method::Backend(&Milp)];
+    for method in [Method::InputSplit, Method::Portfolio(&members)] {
+        let t = Instant::now();
+        let v = run(&onnx, &vnnlib, method, 1.0);
+        let wall = t.elapsed();
+        assert_eq!(v.verdict, Verdict::Timeout, "{}", method.name());
+        assert!(
+            wall < Duration::from_millis(1500),
+            "{}: took {wall:?}",
+            method.name()
+        );
+    }
+}
