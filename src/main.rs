@@ -10,6 +10,14 @@ use nnexplain::input;
 use nnexplain::model::Reference;
 use nnexplain::{Network, Property};
 
+/// Prints a line to stdout; a closed pipe (`nnexplain … | head`) ends output quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Explains and checks neural networks with solvers.
 #[derive(Parser)]
 #[command(name = "nnexplain", version, about)]
@@ -27,7 +35,7 @@ enum LabelColumn {
 /// The backends the CLI can build.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BackendKind {
-    /// Input splitting and the MILP raced on every case; the first conclusive answer wins.
+    /// The attack, input splitting and the MILP raced on every case; the first conclusive answer wins.
     Portfolio,
     /// Input splitting for networks with at most 16 inputs, the MILP otherwise.
     Auto,
@@ -37,6 +45,8 @@ enum BackendKind {
     Lp,
     /// Branch and bound by input splitting with CROWN bounds (low-dimensional inputs).
     Bab,
+    /// PGD with random restarts on the property's margin (can only answer sat).
+    Attack,
 }
 
 #[derive(Subcommand)]
@@ -245,11 +255,11 @@ fn info(model: PathBuf, json: bool) -> Result<ExitCode> {
             "params": net.param_count(), "onnx_ops": ops, "layers": layers,
             "exact_encoding": exact.is_ok(), "exact_encoding_blocker": exact.err(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        say!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("model        {}", model.display());
-    println!(
+    say!("model        {}", model.display());
+    say!(
         "input        '{}' {:?}   output '{}' {:?}   opset {}",
         net.input_name(),
         net.input_shape(),
@@ -257,18 +267,23 @@ fn info(model: PathBuf, json: bool) -> Result<ExitCode> {
         net.output_shape(),
         net.opset()
     );
-    println!("parameters   {}", net.param_count());
-    println!("onnx ops     {}", ops.join(", "));
+    say!("parameters   {}", net.param_count());
+    say!("onnx ops     {}", ops.join(", "));
     match &exact {
-        Ok(()) => println!("exact encoding (LRA/MILP): yes, every layer is piecewise linear"),
-        Err(why) => println!("exact encoding (LRA/MILP): no, {why}"),
+        Ok(()) => say!("exact encoding (LRA/MILP): yes, every layer is piecewise linear"),
+        Err(why) => say!("exact encoding (LRA/MILP): no, {why}"),
     }
-    println!(
+    say!(
         "{:>3}  {:<10} {:<28} {:>10}  {:<18} -> {:<18}",
-        "#", "layer", "onnx", "params", "in", "out"
+        "#",
+        "layer",
+        "onnx",
+        "params",
+        "in",
+        "out"
     );
     for (i, (n, l)) in net.nodes().iter().zip(net.layers()).enumerate() {
-        println!(
+        say!(
             "{:>3}  {:<10} {:<28} {:>10}  {:<18} -> {:<18}",
             i,
             l.kind(),
@@ -396,24 +411,24 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
             v["correct"] = serde_json::json!(hits);
             v["accuracy"] = serde_json::json!(hits as f64 / n as f64);
         }
-        println!("{}", serde_json::to_string(&v)?);
+        say!("{}", serde_json::to_string(&v)?);
     } else {
         for (r, row) in y.rows().into_iter().enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
-            println!(
+            say!(
                 "sample {r}: argmax {}  outputs [{}]",
                 argmax[r],
                 vals.join(", ")
             );
         }
         if let Some((hits, n)) = accuracy {
-            println!(
+            say!(
                 "accuracy {hits}/{n} = {:.2} %",
                 100.0 * hits as f64 / n as f64
             );
         }
         if let Some((d, same)) = tract_diff {
-            println!(
+            say!(
                 "tract: max |difference| {d:.3e}, argmax {}",
                 if same { "agrees" } else { "DIFFERS" }
             );
@@ -466,16 +481,21 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     };
     use nnexplain::verify::Method;
     let backend = match kind {
-        BackendKind::Bab => None,
+        BackendKind::Bab | BackendKind::Attack => None,
         BackendKind::Portfolio => Some(make_backend(BackendKind::Milp)?),
         other => Some(make_backend(other)?),
     };
     let members: Vec<Method> = match &backend {
-        Some(b) => vec![Method::InputSplit, Method::Backend(b.as_ref())],
+        Some(b) => vec![
+            Method::Attack,
+            Method::InputSplit,
+            Method::Backend(b.as_ref()),
+        ],
         None => Vec::new(),
     };
     let method = match (kind, &backend) {
         (BackendKind::Portfolio, _) => Method::Portfolio(&members),
+        (BackendKind::Attack, _) => Method::Attack,
         (_, Some(b)) => Method::Backend(b.as_ref()),
         (_, None) => Method::InputSplit,
     };
@@ -492,14 +512,14 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
             a.model.display()
         )
     })?;
-    println!("{}", result.verdict);
+    say!("{}", result.verdict);
     let solved = result.cases.iter().filter(|c| c.record.is_some()).count();
     let by_bounds = result
         .cases
         .iter()
         .filter(|c| c.discharged_by_bounds)
         .count();
-    println!(
+    say!(
         "backend {}  cases {} (bounds {by_bounds}, solver {solved})  bounds {:.3} s  total {:.3} s",
         method.name(),
         result.cases.len(),
@@ -507,7 +527,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         result.wall_s
     );
     if let Some(c) = &result.counterexample {
-        println!(
+        say!(
             "counterexample re-checked with tract (tolerance {:.1e}): held",
             c.tolerance
         );
@@ -732,7 +752,7 @@ fn batch(
     let mut csv = String::from(
         "backend,instances,sat,unsat,unknown,timeout,error,sat_rechecked,median_s,max_s\n",
     );
-    println!(
+    say!(
         "{:<8} {:>9} {:>5} {:>6} {:>8} {:>8} {:>6} {:>10} {:>9} {:>9}",
         "backend",
         "instances",
@@ -768,7 +788,7 @@ fn batch(
             count("timeout"),
             count("error")
         );
-        println!(
+        say!(
             "{:<8} {:>9} {:>5} {:>6} {:>8} {:>8} {:>6} {:>10} {:>9.3} {:>9.3}",
             b,
             rs.len(),
@@ -804,9 +824,9 @@ fn property_cmd(path: PathBuf, model: Option<PathBuf>, json: bool) -> Result<Exi
             "regions": prop.regions.len(), "output_conjunctions": outputs,
             "robustness": robustness,
         });
-        println!("{}", serde_json::to_string(&v)?);
+        say!("{}", serde_json::to_string(&v)?);
     } else {
-        println!(
+        say!(
             "{}: {} inputs, {} outputs, {} input region(s), {} output conjunction(s){}",
             path.display(),
             prop.n_inputs,

@@ -118,6 +118,8 @@ pub enum Method<'a> {
     Backend(&'a dyn Backend),
     /// Branch and bound by input splitting on the network ([`input_split`]).
     InputSplit,
+    /// PGD on the property's margin ([`crate::solve::attack::pgd`]): can only find counterexamples.
+    Attack,
     /// Several methods raced on each case in their own threads: the first
     /// conclusive answer (a proof, or a counterexample that re-checks) wins and
     /// cancels the rest; every record is kept.
@@ -130,6 +132,7 @@ impl Method<'_> {
         match self {
             Method::Backend(b) => b.name(),
             Method::InputSplit => "bab",
+            Method::Attack => "attack",
             Method::Portfolio(_) => "portfolio",
         }
     }
@@ -150,20 +153,110 @@ pub fn verify(
     let mut cases = Vec::new();
     let mut bounds_s = 0.0;
     let mut undecided: Option<Verdict> = None;
-    for (ri, region) in prop.regions.iter().enumerate() {
-        if region.input.is_empty() {
-            continue;
-        }
+    // Bounds per region (None for an empty box).
+    let mut region_bounds = Vec::with_capacity(prop.regions.len());
+    for region in &prop.regions {
         let t = Instant::now();
-        let bounds = crown(net, &region.input)?;
+        region_bounds.push(if region.input.is_empty() {
+            None
+        } else {
+            Some(crown(net, &region.input)?)
+        });
         bounds_s += t.elapsed().as_secs_f64();
+    }
+    let open = |ri: usize, conj: &[LinearConstraint]| -> bool {
+        region_bounds[ri].as_ref().is_some_and(|b| {
+            !conj
+                .iter()
+                .any(|a| ruled_out(a, &b.activations[0], b.output()))
+        })
+    };
+    // A portfolio with the attack runs it first on every open case (cheap
+    // falsification), then races the exact members case by case.
+    let mut method = method;
+    let exact_members: Vec<Method<'_>>;
+    let mut attack_records: std::collections::HashMap<(usize, usize), SolveResult> =
+        std::collections::HashMap::new();
+    if let Method::Portfolio(ms) = method {
+        if ms.iter().any(|m| matches!(m, Method::Attack)) {
+            for (ri, region) in prop.regions.iter().enumerate() {
+                for (ci, conj) in region.output.iter().enumerate() {
+                    if !open(ri, conj) || deadline.should_stop(cancel) {
+                        continue;
+                    }
+                    let name = format!("{}#r{ri}c{ci}", net.name());
+                    let case = CaseInput {
+                        net,
+                        reference,
+                        prop,
+                        region,
+                        conj,
+                        base: None,
+                        name: &name,
+                        opts,
+                        deadline: &deadline,
+                    };
+                    let d = decide(&case, &Method::Attack, cancel)?;
+                    if let Some(check) = d.counterexample.filter(|c| c.held) {
+                        cases.push(Case {
+                            region: ri,
+                            conjunction: ci,
+                            discharged_by_bounds: false,
+                            record: Some(d.record),
+                            others: Vec::new(),
+                        });
+                        return Ok(Verification {
+                            verdict: Verdict::Sat,
+                            counterexample: Some(check),
+                            cases,
+                            bounds_s,
+                            wall_s: start.elapsed().as_secs_f64(),
+                        });
+                    }
+                    attack_records.insert((ri, ci), d.record);
+                }
+            }
+            exact_members = ms
+                .iter()
+                .filter(|m| !matches!(m, Method::Attack))
+                .copied()
+                .collect();
+            if exact_members.is_empty() {
+                // Only the attack was asked for, and it found nothing.
+                let mut found: Vec<_> = attack_records.into_iter().collect();
+                found.sort_by_key(|(k, _)| *k);
+                for ((ri, ci), record) in found {
+                    cases.push(Case {
+                        region: ri,
+                        conjunction: ci,
+                        discharged_by_bounds: false,
+                        record: Some(record),
+                        others: Vec::new(),
+                    });
+                }
+                return Ok(Verification {
+                    verdict: if deadline.should_stop(cancel) {
+                        Verdict::Timeout
+                    } else {
+                        Verdict::Unknown
+                    },
+                    counterexample: None,
+                    cases,
+                    bounds_s,
+                    wall_s: start.elapsed().as_secs_f64(),
+                });
+            }
+            method = Method::Portfolio(&exact_members);
+        }
+    }
+    for (ri, region) in prop.regions.iter().enumerate() {
+        let Some(bounds) = region_bounds[ri].as_ref() else {
+            continue;
+        };
         // The encoding is built once per region, and only for solver backends.
         let mut base: Option<crate::encode::Problem> = None;
         for (ci, conj) in region.output.iter().enumerate() {
-            if conj
-                .iter()
-                .any(|a| ruled_out(a, &bounds.activations[0], bounds.output()))
-            {
+            if !open(ri, conj) {
                 cases.push(Case {
                     region: ri,
                     conjunction: ci,
@@ -178,7 +271,7 @@ pub fn verify(
                 break;
             }
             if uses_problem(&method) && base.is_none() {
-                base = Some(network(net, &bounds, net.name())?);
+                base = Some(network(net, bounds, net.name())?);
             }
             let name = format!("{}#r{ri}c{ci}", net.name());
             let case = CaseInput {
@@ -192,7 +285,7 @@ pub fn verify(
                 opts,
                 deadline: &deadline,
             };
-            let (outcome, others) = match method {
+            let (outcome, mut others) = match method {
                 Method::Portfolio(methods) => race(&case, methods, cancel)?,
                 m => (decide(&case, &m, cancel)?, Vec::new()),
             };
@@ -201,6 +294,7 @@ pub fn verify(
                 counterexample,
             } = outcome;
             let status = record.status;
+            others.extend(attack_records.remove(&(ri, ci)));
             cases.push(Case {
                 region: ri,
                 conjunction: ci,
@@ -287,7 +381,7 @@ impl Decided {
 fn uses_problem(m: &Method<'_>) -> bool {
     match m {
         Method::Backend(_) => true,
-        Method::InputSplit => false,
+        Method::InputSplit | Method::Attack => false,
         Method::Portfolio(ms) => ms.iter().any(uses_problem),
     }
 }
@@ -336,6 +430,35 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
                 case.deadline.overshoot().as_secs_f64(),
             );
             (record, x)
+        }
+        Method::Attack => {
+            let t = Instant::now();
+            let ao = crate::solve::attack::AttackOptions {
+                seed: case.opts.seed,
+                ..Default::default()
+            };
+            let found = crate::solve::attack::pgd(
+                case.net,
+                case.region,
+                case.conj,
+                &ao,
+                case.deadline,
+                cancel,
+            )?;
+            let status = match &found {
+                Some(_) => Status::Optimal,
+                None if cancel.is_cancelled() => Status::Cancelled,
+                None if case.deadline.expired() => Status::Timeout,
+                None => Status::Unknown,
+            };
+            let mut record = SolveResult::new("attack", status);
+            record.wall_time = t.elapsed();
+            if status == Status::Unknown {
+                record.reason = Some("no counterexample found (an attack proves nothing)".into());
+            }
+            record.stats.insert("restarts".into(), ao.restarts as f64);
+            record.stats.insert("steps".into(), ao.steps as f64);
+            (record, found)
         }
         Method::Portfolio(_) => {
             return Err(Error::InvalidArgument(

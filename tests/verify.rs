@@ -452,3 +452,34 @@ fn input_splitting_and_portfolio_honour_a_one_second_limit() {
         );
     }
 }
+
+#[test]
+fn attack_finds_rechecked_counterexamples_and_never_claims_unsat() {
+    // mnist-net_256x2, ε = 0.05 around test image 1: the attack finds a counterexample.
+    let d = data_dir().join("vnncomp2021_mnist_fc");
+    let v = run(
+        &d.join("onnx/mnist-net_256x2.onnx"),
+        &d.join("vnnlib/prop_1_0.05.vnnlib"),
+        Method::Attack,
+        30.0,
+    );
+    assert_eq!(v.verdict, Verdict::Sat);
+    let ce = v.counterexample.unwrap();
+    assert!(ce.held);
+    let prop = Property::from_vnnlib(d.join("vnnlib/prop_1_0.05.vnnlib")).unwrap();
+    assert!(
+        prop.regions[0].input.contains(&ce.x, 0.0),
+        "the attack left the box"
+    );
+    // On an unsat property that bounds alone do not prove (ACAS Xu 1_1 φ1, proven
+    // by input splitting above), the attack answers unknown, never unsat.
+    let a = data_dir().join("vnncomp_acasxu");
+    let v = run(
+        &a.join("onnx/ACASXU_run2a_1_1_batch_2000.onnx"),
+        &a.join("vnnlib/prop_1.vnnlib"),
+        Method::Attack,
+        30.0,
+    );
+    assert_eq!(v.verdict, Verdict::Unknown);
+    assert!(v.cases.iter().any(|c| !c.discharged_by_bounds));
+}

@@ -57,13 +57,13 @@ pub struct BabStats {
 }
 
 /// `h(x, y) ≥ 0` forms of the atoms: `(coefficients on y, on x, constant)`.
-struct Atom {
-    cy: Vec<f64>,
-    cx: Vec<f64>,
-    c0: f64,
+pub(crate) struct Atom {
+    pub(crate) cy: Vec<f64>,
+    pub(crate) cx: Vec<f64>,
+    pub(crate) c0: f64,
 }
 
-fn atoms(conj: &[LinearConstraint], n_in: usize, n_out: usize) -> Vec<Atom> {
+pub(crate) fn atoms(conj: &[LinearConstraint], n_in: usize, n_out: usize) -> Vec<Atom> {
     let mut out = Vec::new();
     for a in conj {
         let mut cy = vec![0.0; n_out];
@@ -97,7 +97,7 @@ fn atoms(conj: &[LinearConstraint], n_in: usize, n_out: usize) -> Vec<Atom> {
     out
 }
 
-fn value(a: &Atom, x: &[f64], y: &[f64]) -> f64 {
+pub(crate) fn value(a: &Atom, x: &[f64], y: &[f64]) -> f64 {
     a.c0 + a.cy.iter().zip(y).map(|(c, v)| c * v).sum::<f64>()
         + a.cx.iter().zip(x).map(|(c, v)| c * v).sum::<f64>()
 }

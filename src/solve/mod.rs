@@ -6,9 +6,11 @@
 //! | [`milp::Milp`] (HiGHS) | `highs` | yes (ReLU, max, indicator by big-M) | no Sigmoid/Tanh | `time_limit` + interrupt callback polling the cancel token and deadline |
 //! | [`lp::LpRelaxation`] (HiGHS) | `highs` | no: a bound; infeasible ⇒ infeasible | all (triangle relaxation; Sigmoid/Tanh by their range) | same |
 //! | [`bab::input_split`] | — | yes (complete search) | networks with few inputs; works on the network, not a `Problem` | checks the deadline and token between boxes |
+//! | [`attack::pgd`] | — | no: can only find counterexamples | any differentiable network | checks the deadline and token every step |
 //!
 //! Infeasibility is an answer ([`Status::Infeasible`]), not an error.
 
+pub mod attack;
 pub mod bab;
 pub mod cancel;
 #[cfg(feature = "highs")]
