@@ -10,7 +10,7 @@
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::bab::{atoms, value, Atom};
+use super::bab::{atoms, value};
 use super::{CancelToken, Deadline};
 use crate::model::{Network, Objective};
 use crate::property::{LinearConstraint, Region};
@@ -60,8 +60,8 @@ pub fn pgd(
 ) -> Result<Option<Vec<f64>>> {
     let n_in = net.input_len();
     let n_out = net.output_len();
+    let inputs = atoms(&region.input_constraints, n_in, n_out);
     let atoms = atoms(conj, n_in, n_out);
-    let inputs = atoms_of(&region.input_constraints, n_in, n_out);
     if atoms.is_empty() {
         return Ok(None);
     }
@@ -125,8 +125,4 @@ pub fn pgd(
         }
     }
     Ok(None)
-}
-
-fn atoms_of(cons: &[LinearConstraint], n_in: usize, n_out: usize) -> Vec<Atom> {
-    atoms(cons, n_in, n_out)
 }

@@ -120,9 +120,9 @@ pub fn input_split(
 ) -> Result<(BabOutcome, BabStats)> {
     let n_in = net.input_len();
     let n_out = net.output_len();
-    let atoms = atoms(conj, n_in, n_out);
     // The region's non-box input constraints, as atoms with no y part.
-    let input_atoms = atoms_of_inputs(&region.input_constraints, n_in, n_out);
+    let input_atoms = atoms(&region.input_constraints, n_in, n_out);
+    let atoms = atoms(conj, n_in, n_out);
     let mut stats = BabStats::default();
     let widths: Vec<f64> = region
         .input
@@ -266,10 +266,6 @@ impl Ctx<'_> {
         right.lower[i] = mid;
         Ok((Visit::Split(left, right, depth + 1), secs))
     }
-}
-
-fn atoms_of_inputs(cons: &[LinearConstraint], n_in: usize, n_out: usize) -> Vec<Atom> {
-    atoms(cons, n_in, n_out)
 }
 
 /// `∂ h / ∂ x` at `x` for one atom.
