@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ndarray::{Array1, Array2};
 use nnexplain::bounds::crown;
-use nnexplain::encode::full_network::network;
+use nnexplain::encode::full_network::{full_network, network};
 use nnexplain::encode::{Cmp, LinExpr, Objective, Problem, Sense};
 use nnexplain::model::{Dense, Layer, Network, Node, Reference};
 use nnexplain::property::{InputBox, Property};
@@ -260,13 +260,7 @@ fn planted_counterexamples_are_found_and_recheck() {
         // The network exists only in memory, so the counterexample is re-checked
         // with the IR's own forward pass (independent of the encoding and the solver).
         let bounds = crown(&net, &prop.regions[0].input).unwrap();
-        let mut p = network(&net, &bounds, "planted").unwrap();
-        nnexplain::encode::full_network::add_property(
-            &mut p,
-            &prop.regions[0],
-            &prop.regions[0].output[0],
-        )
-        .unwrap();
+        let p = full_network(&net, &bounds, &prop.regions[0], &prop.regions[0].output[0]).unwrap();
         let r = Milp
             .solve(&p, &SolveOptions::default(), &CancelToken::new())
             .unwrap();
@@ -290,9 +284,9 @@ fn planted_counterexamples_are_found_and_recheck() {
             + k;
         let text_unsat = text.replace(&format!("{}))", m0 - 0.01), &format!("{}))", best + 0.01));
         let prop_unsat = Property::parse_vnnlib(&text_unsat, None).unwrap();
-        let mut q = network(&net, &bounds, "planted-unsat").unwrap();
-        nnexplain::encode::full_network::add_property(
-            &mut q,
+        let q = full_network(
+            &net,
+            &bounds,
             &prop_unsat.regions[0],
             &prop_unsat.regions[0].output[0],
         )
@@ -363,8 +357,7 @@ fn hard_problem() -> Problem {
     let prop = Property::from_vnnlib(d.join("vnnlib_2022/prop_0_0.05.vnnlib")).unwrap();
     let region = &prop.regions[0];
     let bounds = crown(&net, &region.input).unwrap();
-    let mut p = network(&net, &bounds, "hard").unwrap();
-    nnexplain::encode::full_network::add_property(&mut p, region, &region.output[0]).unwrap();
+    let p = full_network(&net, &bounds, region, &region.output[0]).unwrap();
     p
 }
 
