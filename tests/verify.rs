@@ -357,8 +357,7 @@ fn hard_problem() -> Problem {
     let prop = Property::from_vnnlib(d.join("vnnlib_2022/prop_0_0.05.vnnlib")).unwrap();
     let region = &prop.regions[0];
     let bounds = crown(&net, &region.input).unwrap();
-    let p = full_network(&net, &bounds, region, &region.output[0]).unwrap();
-    p
+    full_network(&net, &bounds, region, &region.output[0]).unwrap()
 }
 
 #[test]
