@@ -60,62 +60,9 @@ enum Command {
         json: bool,
     },
     /// Run a network on an input (.npy, .png or .csv) and show its outputs.
-    Predict {
-        /// The ONNX model.
-        model: PathBuf,
-        /// The input: an array of the model's input shape, or [N, ...] of them.
-        input: PathBuf,
-        /// Take only sample I of a batch (e.g. one image of a dataset file).
-        #[arg(long)]
-        index: Option<usize>,
-        /// Multiply the input by this factor first: a number or a fraction such as 1/255 for pixels.
-        #[arg(long, default_value = "1", value_parser = parse_scale)]
-        scale: f64,
-        /// Convert images from HWC (or NHWC) to CHW (NCHW) first.
-        #[arg(long)]
-        hwc_to_chw: bool,
-        /// Accept any input with a multiple of the model's input size, read row-major.
-        #[arg(long)]
-        reshape: bool,
-        /// A CSV input holds a class label in its first or last column (e.g. ERAN's
-        /// `label,p0,...`): strip it and report the accuracy.
-        #[arg(long, value_enum)]
-        label_column: Option<LabelColumn>,
-        /// Class labels for the samples (.npy or .csv), to report the accuracy.
-        #[arg(long, conflicts_with = "label_column")]
-        labels: Option<PathBuf>,
-        /// Also run tract's inference and report the largest difference.
-        #[arg(long)]
-        compare_tract: bool,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Predict(PredictArgs),
     /// Decide a VNN-LIB property on a network: prints sat, unsat, unknown or timeout first.
-    Verify {
-        /// The ONNX model.
-        model: PathBuf,
-        /// The .vnnlib (or .vnnlib.gz) property.
-        property: PathBuf,
-        /// Which backend decides the cases that bounds leave open.
-        #[arg(long, value_enum, default_value = "portfolio")]
-        backend: BackendKind,
-        /// Wall-clock limit in seconds for the whole query.
-        #[arg(long)]
-        timeout: Option<f64>,
-        /// Seed handed to the solver.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Solver threads.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Write the full result (every case's solver record) as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write a re-checked counterexample in VNN-COMP's format here.
-        #[arg(long)]
-        counterexample: Option<PathBuf>,
-    },
+    Verify(VerifyArgs),
     /// Run a VNN-COMP instance list (onnx,vnnlib,timeout per line), one isolated
     /// process per instance, appending one JSON line per instance to --out.
     Batch {
@@ -164,29 +111,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info { model, json } => info(model, json),
-        Command::Predict {
-            model,
-            input,
-            index,
-            scale,
-            hwc_to_chw,
-            reshape,
-            label_column,
-            labels,
-            compare_tract,
-            json,
-        } => predict(PredictArgs {
-            model,
-            input,
-            index,
-            scale,
-            hwc_to_chw,
-            reshape,
-            label_column,
-            labels,
-            compare_tract,
-            json,
-        }),
+        Command::Predict(a) => predict(a),
         Command::Property {
             property,
             model,
@@ -200,25 +125,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             shard,
             seed,
         } => batch(instances, backend, timeout_scale, out, shard, seed),
-        Command::Verify {
-            model,
-            property,
-            backend,
-            timeout,
-            seed,
-            threads,
-            json,
-            counterexample,
-        } => verify_cmd(VerifyArgs {
-            model,
-            property,
-            backend,
-            timeout,
-            seed,
-            threads,
-            json,
-            counterexample,
-        }),
+        Command::Verify(a) => verify_cmd(a),
     }
 }
 
@@ -296,16 +203,36 @@ fn info(model: PathBuf, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 struct PredictArgs {
+    /// The ONNX model.
     model: PathBuf,
+    /// The input: an array of the model's input shape, or [N, ...] of them.
     input: PathBuf,
+    /// Take only sample I of a batch (e.g. one image of a dataset file).
+    #[arg(long)]
     index: Option<usize>,
+    /// Multiply the input by this factor first: a number or a fraction such as 1/255 for pixels.
+    #[arg(long, default_value = "1", value_parser = parse_scale)]
     scale: f64,
+    /// Convert images from HWC (or NHWC) to CHW (NCHW) first.
+    #[arg(long)]
     hwc_to_chw: bool,
+    /// Accept any input with a multiple of the model's input size, read row-major.
+    #[arg(long)]
     reshape: bool,
+    /// A CSV input holds a class label in its first or last column (e.g. ERAN's
+    /// `label,p0,...`): strip it and report the accuracy.
+    #[arg(long, value_enum)]
     label_column: Option<LabelColumn>,
+    /// Class labels for the samples (.npy or .csv), to report the accuracy.
+    #[arg(long, conflicts_with = "label_column")]
     labels: Option<PathBuf>,
+    /// Also run tract's inference and report the largest difference.
+    #[arg(long)]
     compare_tract: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
     json: bool,
 }
 
@@ -437,14 +364,29 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 struct VerifyArgs {
+    /// The ONNX model.
     model: PathBuf,
+    /// The .vnnlib (or .vnnlib.gz) property.
     property: PathBuf,
+    /// Which backend decides the cases that bounds leave open.
+    #[arg(long, value_enum, default_value = "portfolio")]
     backend: BackendKind,
+    /// Wall-clock limit in seconds for the whole query.
+    #[arg(long)]
     timeout: Option<f64>,
+    /// Seed handed to the solver.
+    #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Solver threads.
+    #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Write the full result (every case's solver record) as JSON here.
+    #[arg(long)]
     json: Option<PathBuf>,
+    /// Write a re-checked counterexample in VNN-COMP's format here.
+    #[arg(long)]
     counterexample: Option<PathBuf>,
 }
 
