@@ -35,7 +35,7 @@ enum LabelColumn {
 /// The backends the CLI can build.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BackendKind {
-    /// The attack, input splitting and the MILP raced on every case; the first conclusive answer wins.
+    /// The --members (default: attack, input splitting, MILP) raced on every case; the first conclusive answer wins.
     Portfolio,
     /// Input splitting for networks with at most 16 inputs, the MILP otherwise.
     Auto,
@@ -43,6 +43,8 @@ enum BackendKind {
     Milp,
     /// LP relaxation on HiGHS (can prove unsat, never sat).
     Lp,
+    /// SMT on z3: linear real arithmetic with an ite per ReLU (exact rationals).
+    Z3,
     /// Branch and bound by input splitting with CROWN bounds (low-dimensional inputs).
     Bab,
     /// PGD with random restarts on the property's margin (can only answer sat).
@@ -71,6 +73,14 @@ enum Command {
         /// Backend for every instance.
         #[arg(long, value_enum, default_value = "portfolio")]
         backend: BackendKind,
+        /// The portfolio's members, comma-separated.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "attack,bab,milp"
+        )]
+        members: Vec<BackendKind>,
         /// Multiply every instance's timeout by this factor.
         #[arg(long, default_value_t = 1.0)]
         timeout_scale: f64,
@@ -120,11 +130,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Batch {
             instances,
             backend,
+            members,
             timeout_scale,
             out,
             shard,
             seed,
-        } => batch(instances, backend, timeout_scale, out, shard, seed),
+        } => batch(
+            instances,
+            (backend, &members),
+            timeout_scale,
+            out,
+            shard,
+            seed,
+        ),
         Command::Verify(a) => verify_cmd(a),
     }
 }
@@ -373,6 +391,14 @@ struct VerifyArgs {
     /// Which backend decides the cases that bounds leave open.
     #[arg(long, value_enum, default_value = "portfolio")]
     backend: BackendKind,
+    /// The portfolio's members, comma-separated (attack, bab, milp, lp, z3).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "attack,bab,milp"
+    )]
+    members: Vec<BackendKind>,
     /// Wall-clock limit in seconds for the whole query.
     #[arg(long)]
     timeout: Option<f64>,
@@ -399,10 +425,21 @@ fn make_backend(kind: BackendKind) -> Result<Box<dyn nnexplain::solve::Backend>>
         BackendKind::Milp => Ok(Box::new(nnexplain::solve::milp::Milp)),
         #[cfg(feature = "highs")]
         BackendKind::Lp => Ok(Box::new(nnexplain::solve::lp::LpRelaxation)),
-        #[allow(unreachable_patterns)]
-        other => {
-            anyhow::bail!("backend {other:?} needs the 'highs' feature, which this build lacks")
+        #[cfg(feature = "z3")]
+        BackendKind::Z3 => Ok(Box::new(nnexplain::solve::z3::Z3)),
+        BackendKind::Portfolio | BackendKind::Auto | BackendKind::Attack => {
+            anyhow::bail!("{kind:?} is not a solver backend")
         }
+        #[allow(unreachable_patterns)]
+        other => anyhow::bail!(
+            "backend {} needs the '{}' feature, which this build lacks",
+            format!("{other:?}").to_lowercase(),
+            if matches!(other, BackendKind::Z3) {
+                "z3"
+            } else {
+                "highs"
+            }
+        ),
     }
 }
 
@@ -422,20 +459,37 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         other => other,
     };
     use nnexplain::verify::Method;
-    let backend = match kind {
-        BackendKind::Bab | BackendKind::Attack => None,
-        BackendKind::Portfolio => Some(make_backend(BackendKind::Milp)?),
-        other => Some(make_backend(other)?),
+    let solvers: Vec<Box<dyn nnexplain::solve::Backend>> = match kind {
+        BackendKind::Bab | BackendKind::Attack => Vec::new(),
+        BackendKind::Portfolio => {
+            if a.members.is_empty() {
+                anyhow::bail!("--members is empty");
+            }
+            let mut v = Vec::new();
+            for &m in &a.members {
+                match m {
+                    BackendKind::Portfolio | BackendKind::Auto => {
+                        anyhow::bail!("--members takes attack, bab, milp, lp or z3, not {m:?}")
+                    }
+                    BackendKind::Bab | BackendKind::Attack => {}
+                    other => v.push(make_backend(other)?),
+                }
+            }
+            v
+        }
+        other => vec![make_backend(other)?],
     };
-    let members: Vec<Method> = match &backend {
-        Some(b) => vec![
-            Method::Attack,
-            Method::InputSplit,
-            Method::Backend(b.as_ref()),
-        ],
-        None => Vec::new(),
-    };
-    let method = match (kind, &backend) {
+    let mut members: Vec<Method> = Vec::new();
+    if matches!(kind, BackendKind::Portfolio) {
+        if a.members.iter().any(|m| matches!(m, BackendKind::Attack)) {
+            members.push(Method::Attack);
+        }
+        if a.members.iter().any(|m| matches!(m, BackendKind::Bab)) {
+            members.push(Method::InputSplit);
+        }
+        members.extend(solvers.iter().map(|b| Method::Backend(b.as_ref())));
+    }
+    let method = match (kind, solvers.first()) {
         (BackendKind::Portfolio, _) => Method::Portfolio(&members),
         (BackendKind::Attack, _) => Method::Attack,
         (_, Some(b)) => Method::Backend(b.as_ref()),
@@ -531,7 +585,7 @@ fn batch_line(
 /// outlives `limit` by more than a grace period.
 fn run_isolated(
     inst: &nnexplain::property::Instance,
-    backend: BackendKind,
+    (backend, members): (BackendKind, &[BackendKind]),
     seed: u64,
     limit: f64,
     scratch: &std::path::Path,
@@ -545,6 +599,7 @@ fn run_isolated(
         .arg(&inst.onnx)
         .arg(&inst.vnnlib)
         .args(["--backend", &format!("{backend:?}").to_lowercase()])
+        .args(["--members", &members_arg(members)])
         .args(["--timeout", &format!("{limit}")])
         .args(["--seed", &seed.to_string()])
         .arg("--json")
@@ -595,9 +650,18 @@ fn run_isolated(
     }
 }
 
+/// The `--members` value naming these backends.
+fn members_arg(members: &[BackendKind]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{m:?}").to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn batch(
     instances: PathBuf,
-    backend: BackendKind,
+    (backend, members): (BackendKind, &[BackendKind]),
     timeout_scale: f64,
     out: PathBuf,
     shard: Option<String>,
@@ -655,7 +719,7 @@ fn batch(
         let inst = &list[i];
         let limit = inst.timeout_s * timeout_scale;
         let t = std::time::Instant::now();
-        let run = run_isolated(inst, backend, seed, limit, &scratch);
+        let run = run_isolated(inst, (backend, members), seed, limit, &scratch);
         let line = batch_line(
             i,
             inst,

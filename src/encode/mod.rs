@@ -3,6 +3,7 @@
 
 pub mod full_network;
 pub mod problem;
+pub mod relax;
 
 pub use full_network::full_network;
 pub use problem::{Cmp, Constraint, Construct, LinExpr, Objective, Problem, Sense, Var, VarKind};

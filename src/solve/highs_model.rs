@@ -18,6 +18,7 @@ use highs::{Col, RowProblem, Sense as HSense};
 
 use super::{CancelToken, Deadline, SolveOptions, SolveResult, Status};
 use crate::encode::problem::{Cmp, Construct, Problem, Sense, VarKind};
+use crate::encode::relax::{envelope, SShape};
 use crate::{Error, Result};
 
 /// Which lowering to use.
@@ -282,23 +283,34 @@ pub(crate) fn solve(
                     }
                 }
             }
-            Construct::Sigmoid { x: _, y, lb, ub } | Construct::Tanh { x: _, y, lb, ub } => {
+            Construct::Sigmoid { x, y, lb, ub } | Construct::Tanh { x, y, lb, ub } => {
                 if mode == Mode::Exact {
                     return Err(Error::InvalidArgument(
                         "the MILP cannot encode Sigmoid/Tanh exactly; use z3 or the LP relaxation"
                             .into(),
                     ));
                 }
-                let f = |v: f64| {
-                    if matches!(k, Construct::Sigmoid { .. }) {
-                        1.0 / (1.0 + (-v).exp())
-                    } else {
-                        v.tanh()
-                    }
+                let shape = if matches!(k, Construct::Sigmoid { .. }) {
+                    SShape::Sigmoid
+                } else {
+                    SShape::Tanh
                 };
-                // Monotone: y ∈ [f(l), f(u)], widened for rounding.
-                let (fl, fu) = (f(*lb), f(*ub));
-                pb.add_row(fl - 1e-12..=fu + 1e-12, [(cols[y.0], 1.0)]);
+                // The sound linear envelope (encode::relax); with unbounded x
+                // only the function's range is left.
+                let (y, x) = (cols[y.0], cols[x.0]);
+                let lines = envelope(shape, *lb, *ub);
+                if lines.is_empty() {
+                    let lo = if shape == SShape::Sigmoid { 0.0 } else { -1.0 };
+                    pb.add_row(lo..=1.0, [(y, 1.0)]);
+                }
+                for line in lines {
+                    // y − a x ≤ b (upper) or ≥ b (lower).
+                    if line.upper {
+                        pb.add_row(..=line.b, [(y, 1.0), (x, -line.a)]);
+                    } else {
+                        pb.add_row(line.b.., [(y, 1.0), (x, -line.a)]);
+                    }
+                }
             }
         }
     }
