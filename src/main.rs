@@ -65,6 +65,31 @@ enum Command {
     Predict(PredictArgs),
     /// Decide a VNN-LIB property on a network: prints sat, unsat, unknown or timeout first.
     Verify(VerifyArgs),
+    /// Benchmark: bounds and encoding time vs solve time per backend on the
+    /// first case of a property that bounds leave open.
+    BenchSolve {
+        /// The ONNX model.
+        model: PathBuf,
+        /// The .vnnlib property.
+        property: PathBuf,
+        /// Backends to time, comma-separated (bab, milp, lp, z3).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "bab,milp,lp,z3"
+        )]
+        backends: Vec<BackendKind>,
+        /// Limit per solve, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Runs per measurement (the median is kept; solves over 1 s run once).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Write the timings as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run a VNN-COMP instance list (onnx,vnnlib,timeout per line), one isolated
     /// process per instance, appending one JSON line per instance to --out.
     Batch {
@@ -144,6 +169,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
         ),
         Command::Verify(a) => verify_cmd(a),
+        Command::BenchSolve {
+            model,
+            property,
+            backends,
+            timeout,
+            repeat,
+            json,
+        } => bench_solve(model, property, &backends, timeout, repeat, json),
     }
 }
 
@@ -648,6 +681,69 @@ fn run_isolated(
             Err(e) => return Err(format!("waiting for the instance process: {e}")),
         }
     }
+}
+
+fn bench_solve(
+    model: PathBuf,
+    property: PathBuf,
+    backends: &[BackendKind],
+    timeout: f64,
+    repeat: usize,
+    json: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use nnexplain::verify::{time_case, Method};
+    if !(timeout.is_finite() && timeout > 0.0) {
+        anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
+    }
+    let net = load(&model)?;
+    let prop = Property::from_vnnlib(&property)?;
+    let mut solvers = Vec::new();
+    for &b in backends {
+        if !matches!(b, BackendKind::Bab) {
+            solvers.push(make_backend(b)?);
+        }
+    }
+    let mut methods: Vec<Method> = Vec::new();
+    let mut k = 0;
+    for &b in backends {
+        if matches!(b, BackendKind::Bab) {
+            methods.push(Method::InputSplit);
+        } else {
+            methods.push(Method::Backend(solvers[k].as_ref()));
+            k += 1;
+        }
+    }
+    let t = time_case(
+        &net,
+        &prop,
+        &methods,
+        Some(std::time::Duration::from_secs_f64(timeout)),
+        repeat,
+    )
+    .with_context(|| format!("timing {} on {}", property.display(), model.display()))?;
+    say!(
+        "case r{}c{}: {} variables, {} constraints, {} unstable ReLUs",
+        t.region,
+        t.conjunction,
+        t.size.0,
+        t.size.1,
+        t.size.2
+    );
+    say!("bounds {:.6} s  encode {:.6} s", t.bounds_s, t.encode_s);
+    for r in &t.solves {
+        say!(
+            "{:<5} {:>10.6} s  {:?}",
+            r.backend,
+            r.wall_time.as_secs_f64(),
+            r.status
+        );
+    }
+    if let Some(path) = json {
+        let v = serde_json::json!({"onnx": model, "vnnlib": property, "timing": t});
+        std::fs::write(&path, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The `--members` value naming these backends.

@@ -597,3 +597,131 @@ pub fn vnncomp_counterexample(c: &Recheck) -> String {
     s.push_str(")\n");
     s
 }
+
+/// Encode and solve times of one verification case, per method (for the
+/// encode-vs-solve benchmark).
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseTiming {
+    /// Input region of the case.
+    pub region: usize,
+    /// Output conjunction of the case (the first one bounds leave open).
+    pub conjunction: usize,
+    /// Median seconds of CROWN bounds over the region (of `repeat` runs).
+    pub bounds_s: f64,
+    /// Median seconds of building the Problem (network + property) on those bounds.
+    pub encode_s: f64,
+    /// Variables, constraints and ReLU constructs of the encoding.
+    pub size: (usize, usize, usize),
+    /// One record per method, with its wall time (the median of `repeat`
+    /// runs when each took under a second, else one run).
+    pub solves: Vec<SolveResult>,
+}
+
+/// Times the first case of `prop` that CROWN bounds do not discharge: bounds,
+/// encoding, then each method on it within `time_limit`. `Err` when bounds
+/// discharge every case (nothing to solve).
+pub fn time_case(
+    net: &Network,
+    prop: &Property,
+    methods: &[Method<'_>],
+    time_limit: Option<Duration>,
+    repeat: usize,
+) -> Result<CaseTiming> {
+    prop.check_sizes(net.input_len(), net.output_len())?;
+    let repeat = repeat.max(1);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (ri, region) in prop.regions.iter().enumerate() {
+        if region.input.is_empty() {
+            continue;
+        }
+        let bounds = crown(net, &region.input)?;
+        let Some(ci) = region.output.iter().position(|conj| {
+            !conj
+                .iter()
+                .any(|a| ruled_out(a, &bounds.activations[0], bounds.output()))
+        }) else {
+            continue;
+        };
+        let conj = &region.output[ci];
+        let mut bt = Vec::new();
+        let mut et = Vec::new();
+        let mut problem = None;
+        for _ in 0..repeat {
+            let t = Instant::now();
+            let b = crown(net, &region.input)?;
+            bt.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let mut p = network(net, &b, net.name())?;
+            add_property(&mut p, region, conj)?;
+            et.push(t.elapsed().as_secs_f64());
+            problem = Some(p);
+        }
+        let problem = problem.ok_or_else(|| Error::InvalidArgument("no encoding".into()))?;
+        let size = (
+            problem.vars.len(),
+            problem.constraints.len(),
+            problem.relu_count(),
+        );
+        let mut solves = Vec::new();
+        for m in methods {
+            let mut runs = Vec::new();
+            for _ in 0..repeat {
+                let cancel = CancelToken::new();
+                let deadline = Deadline::after(time_limit);
+                let t = Instant::now();
+                let mut r = match m {
+                    Method::Backend(b) => {
+                        b.supports(&problem)?;
+                        let so = SolveOptions {
+                            time_limit,
+                            ..SolveOptions::default()
+                        };
+                        b.solve(&problem, &so, &cancel)?
+                    }
+                    Method::InputSplit => {
+                        let (o, _) = input_split(net, region, conj, &deadline, &cancel)?;
+                        SolveResult::new(
+                            "bab",
+                            match o {
+                                BabOutcome::Proven => Status::Infeasible,
+                                BabOutcome::Counterexample(_) => Status::Optimal,
+                                BabOutcome::Timeout => Status::Timeout,
+                                BabOutcome::Cancelled => Status::Cancelled,
+                                BabOutcome::Unknown => Status::Unknown,
+                            },
+                        )
+                    }
+                    other => {
+                        return Err(Error::InvalidArgument(format!(
+                            "time_case takes solver backends and input splitting, not {}",
+                            other.name()
+                        )))
+                    }
+                };
+                r.wall_time = t.elapsed();
+                let slow = r.wall_time > Duration::from_secs(1);
+                runs.push(r);
+                if slow {
+                    break;
+                }
+            }
+            runs.sort_by_key(|r| r.wall_time);
+            let mid = runs.len() / 2;
+            solves.push(runs.swap_remove(mid));
+        }
+        return Ok(CaseTiming {
+            region: ri,
+            conjunction: ci,
+            bounds_s: median(bt),
+            encode_s: median(et),
+            size,
+            solves,
+        });
+    }
+    Err(Error::InvalidArgument(
+        "CROWN bounds discharge every case of this property: nothing to solve".into(),
+    ))
+}
