@@ -26,21 +26,27 @@
 //! | [`property`] | VNN-LIB properties and VNN-COMP instance lists |
 //! | [`bounds`] | interval and CROWN bounds on every activation over an input box |
 //! | [`encode`] | the solver-neutral Problem IR and the network encoder |
-//! | [`solve`] | backends (HiGHS MILP, LP relaxation), cancel tokens and deadlines |
+//! | [`solve`] | backends (HiGHS MILP, LP relaxation, z3, branch and bound, attack), the portfolio, cancel tokens and deadlines |
 //! | [`check`] | independent re-checks with tract |
 //! | [`verify`] | VNN-LIB verification: bounds, encoding, backend, re-check |
+//! | [`attrib`] | attributions: Integrated Gradients at any activation |
+//! | [`explain`] | SMUG first-layer minimal masks and saliency, full-network minimal masks |
 //! | [`input`] | `.npy`, PNG and CSV inputs |
+//! | [`report`] | PNG heat maps |
 //! | [`error`] | the error type |
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod attrib;
 pub mod bounds;
 pub mod check;
 pub mod encode;
 pub mod error;
+pub mod explain;
 pub mod input;
 pub mod model;
 pub mod property;
+pub mod report;
 pub mod solve;
 pub mod verify;
 

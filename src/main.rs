@@ -18,6 +18,8 @@ macro_rules! say {
     }};
 }
 
+mod cli;
+
 /// Explains and checks neural networks with solvers.
 #[derive(Parser)]
 #[command(name = "nnexplain", version, about)]
@@ -65,6 +67,10 @@ enum Command {
     Predict(PredictArgs),
     /// Decide a VNN-LIB property on a network: prints sat, unsat, unknown or timeout first.
     Verify(VerifyArgs),
+    /// SMUG: first-layer IG, the minimal mask keeping the top-k neurons (Eq. 2-3), SMUG saliency.
+    Smug(cli::explain::SmugArgs),
+    /// The smallest mask whose masked input keeps the class (SMUG Appendix A, Eq. 6).
+    MinimalMask(cli::explain::MinimalMaskArgs),
     /// Benchmark: bounds and encoding time vs solve time per backend on the
     /// first case of a property that bounds leave open.
     BenchSolve {
@@ -169,6 +175,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
         ),
         Command::Verify(a) => verify_cmd(a),
+        Command::Smug(a) => cli::explain::smug_cmd(a),
+        Command::MinimalMask(a) => cli::explain::minimal_mask_cmd(a),
         Command::BenchSolve {
             model,
             property,
@@ -254,11 +262,10 @@ fn info(model: PathBuf, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where an input comes from and how it is prepared.
 #[derive(clap::Args)]
-struct PredictArgs {
-    /// The ONNX model.
-    model: PathBuf,
-    /// The input: an array of the model's input shape, or [N, ...] of them.
+struct InputArgs {
+    /// The input: an array of the model's input shape, or [N, ...] of them (.npy, .png, .csv).
     input: PathBuf,
     /// Take only sample I of a batch (e.g. one image of a dataset file).
     #[arg(long)]
@@ -272,6 +279,38 @@ struct PredictArgs {
     /// Accept any input with a multiple of the model's input size, read row-major.
     #[arg(long)]
     reshape: bool,
+}
+
+impl InputArgs {
+    /// The prepared samples, `[N, input_len]` (one row with --index).
+    fn samples(&self, net: &Network) -> Result<Array2<f64>> {
+        let mut arr = input::read_array(&self.input)
+            .with_context(|| format!("reading input {}", self.input.display()))?;
+        if self.hwc_to_chw {
+            arr = input::hwc_to_chw(&arr)?;
+        }
+        let mut x = input::to_batch(&arr, net.input_shape(), self.reshape)
+            .with_context(|| format!("fitting {} to the network's input", self.input.display()))?;
+        if let Some(i) = self.index {
+            if i >= x.nrows() {
+                anyhow::bail!(
+                    "--index {i} is out of range: the input holds {} samples",
+                    x.nrows()
+                );
+            }
+            x = x.slice(ndarray::s![i..i + 1, ..]).to_owned();
+        }
+        x.mapv_inplace(|v| v * self.scale);
+        Ok(x)
+    }
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// The ONNX model.
+    model: PathBuf,
+    #[command(flatten)]
+    data: InputArgs,
     /// A CSV input holds a class label in its first or last column (e.g. ERAN's
     /// `label,p0,...`): strip it and report the accuracy.
     #[arg(long, value_enum)]
@@ -289,14 +328,14 @@ struct PredictArgs {
 
 fn predict(a: PredictArgs) -> Result<ExitCode> {
     let net = load(&a.model)?;
-    let mut arr = input::read_array(&a.input)
-        .with_context(|| format!("reading input {}", a.input.display()))?;
+    let mut arr = input::read_array(&a.data.input)
+        .with_context(|| format!("reading input {}", a.data.input.display()))?;
     let mut labels: Option<Vec<f64>> = None;
     if let Some(col) = a.label_column {
         if arr.ndim() != 2 || arr.shape()[1] < 2 {
             anyhow::bail!(
                 "--label-column needs a table with at least two columns, {} has shape {:?}",
-                a.input.display(),
+                a.data.input.display(),
                 arr.shape()
             );
         }
@@ -317,11 +356,16 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
         let l = input::read_array(p).with_context(|| format!("reading labels {}", p.display()))?;
         labels = Some(l.iter().copied().collect());
     }
-    if a.hwc_to_chw {
+    if a.data.hwc_to_chw {
         arr = input::hwc_to_chw(&arr)?;
     }
-    let mut x = input::to_batch(&arr, net.input_shape(), a.reshape)
-        .with_context(|| format!("fitting {} to {}", a.input.display(), a.model.display()))?;
+    let mut x = input::to_batch(&arr, net.input_shape(), a.data.reshape).with_context(|| {
+        format!(
+            "fitting {} to {}",
+            a.data.input.display(),
+            a.model.display()
+        )
+    })?;
     if let Some(l) = &labels {
         if l.len() != x.nrows() {
             anyhow::bail!("{} labels for {} samples", l.len(), x.nrows());
@@ -330,7 +374,7 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
             anyhow::bail!("label {bad} is not a class index");
         }
     }
-    if let Some(i) = a.index {
+    if let Some(i) = a.data.index {
         if i >= x.nrows() {
             anyhow::bail!(
                 "--index {i} is out of range: the input holds {} samples",
@@ -340,7 +384,7 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
         x = x.slice(ndarray::s![i..i + 1, ..]).to_owned();
         labels = labels.map(|l| vec![l[i]]);
     }
-    x.mapv_inplace(|v| v * a.scale);
+    x.mapv_inplace(|v| v * a.data.scale);
     let y = net
         .forward::<f64>(x.view())
         .context("running the network")?;
@@ -376,7 +420,7 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
     if a.json {
         let outputs: Vec<f64> = y.iter().copied().collect();
         let mut v = serde_json::json!({
-            "model": a.model, "input": a.input, "batch": y.nrows(),
+            "model": a.model, "input": a.data.input, "batch": y.nrows(),
             "output_shape": net.output_shape(),
             "outputs": outputs,
             "argmax": if argmax.len() == 1 { serde_json::json!(argmax[0]) } else { serde_json::json!(argmax) },

@@ -30,3 +30,14 @@ impl Backend for LpRelaxation {
         Ok(r)
     }
 }
+
+/// The relaxation's optimal point itself, for rounding heuristics: the
+/// record's status is HiGHS's (`Optimal` for a solved relaxation) and its
+/// assignment the fractional optimum. Not a verdict on the exact problem.
+pub fn relaxed_point(
+    p: &Problem,
+    opts: &SolveOptions,
+    cancel: &CancelToken,
+) -> Result<SolveResult> {
+    highs_model::solve(p, Mode::Relaxed, "lp", opts, cancel)
+}

@@ -4,7 +4,8 @@
 //! | backend | feature | exact? | constructs | how it stops |
 //! |---|---|---|---|---|
 //! | [`milp::Milp`] (HiGHS) | `highs` | yes (ReLU, max, indicator by big-M) | no Sigmoid/Tanh | `time_limit` + interrupt callback polling the cancel token and deadline |
-//! | [`lp::LpRelaxation`] (HiGHS) | `highs` | no: a bound; infeasible ⇒ infeasible | all (triangle relaxation; Sigmoid/Tanh by their range) | same |
+//! | [`lp::LpRelaxation`] (HiGHS) | `highs` | no: a bound; infeasible ⇒ infeasible | all (triangle relaxation; Sigmoid/Tanh by the sound envelope of `encode::relax`) | same |
+//! | [`z3::Z3`] | `z3` | yes (LRA, `ite` per ReLU; exact rationals) | all (Sigmoid/Tanh through the sound envelope: unsat is a proof, a model must meet the exact activation) | z3 `timeout` + `Z3_interrupt` from the engine's watcher |
 //! | [`bab::input_split`] | — | yes (complete search) | networks with few inputs; works on the network, not a `Problem` | checks the deadline and token between boxes |
 //! | [`attack::pgd`] | — | no: can only find counterexamples | any differentiable network | checks the deadline and token every step |
 //!
@@ -19,6 +20,9 @@ pub mod highs_model;
 pub mod lp;
 #[cfg(feature = "highs")]
 pub mod milp;
+pub mod portfolio;
+#[cfg(feature = "z3")]
+pub mod z3;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,0 +1,3 @@
+//! Subcommands beyond the verification core, one file per family.
+
+pub mod explain;
