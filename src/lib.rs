@@ -32,6 +32,7 @@
 //! | [`attrib`] | attributions: Integrated Gradients at any activation |
 //! | [`explain`] | SMUG first-layer minimal masks and saliency, full-network minimal masks |
 //! | [`input`] | `.npy`, PNG and CSV inputs |
+//! | [`metrics`] | LSC, boxes, sparsity, ROC-AUC and max-F1 against a ground truth |
 //! | [`report`] | PNG heat maps |
 //! | [`error`] | the error type |
 #![warn(missing_docs)]
@@ -44,6 +45,7 @@ pub mod encode;
 pub mod error;
 pub mod explain;
 pub mod input;
+pub mod metrics;
 pub mod model;
 pub mod property;
 pub mod report;

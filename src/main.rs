@@ -71,6 +71,8 @@ enum Command {
     Smug(cli::explain::SmugArgs),
     /// The smallest mask whose masked input keeps the class (SMUG Appendix A, Eq. 6).
     MinimalMask(cli::explain::MinimalMaskArgs),
+    /// SMUG's metrics over a set of images: LSC (Eq. 5), Win %, sparsity, against IG, gradient and boxes.
+    Lsc(cli::explain::LscArgs),
     /// Benchmark: bounds and encoding time vs solve time per backend on the
     /// first case of a property that bounds leave open.
     BenchSolve {
@@ -177,6 +179,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => verify_cmd(a),
         Command::Smug(a) => cli::explain::smug_cmd(a),
         Command::MinimalMask(a) => cli::explain::minimal_mask_cmd(a),
+        Command::Lsc(a) => cli::explain::lsc_cmd(a),
         Command::BenchSolve {
             model,
             property,

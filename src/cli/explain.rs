@@ -518,3 +518,282 @@ fn write_mask_png(path: &Path, grid: &MaskGrid, x: &[f64], keep: &[bool]) -> Res
     side_by_side(path, &panels, png_scale(grid))?;
     Ok(())
 }
+
+/// Methods compared by `nnexplain lsc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LscMethod {
+    /// SMUG saliency (Eq. 4) on the minimal mask.
+    Smug,
+    /// SMUG_base: every cell of the chosen neurons' receptive fields.
+    SmugBase,
+    /// Integrated Gradients from the black (zero) input.
+    Ig,
+    /// |∂ softmax[label] / ∂ input|.
+    Gradient,
+    /// The box with the best LSC on a grid (brute force).
+    Optbox,
+    /// The centred box covering half the image.
+    Centerbox,
+    /// The whole image.
+    Maxbox,
+}
+
+/// `nnexplain lsc`.
+#[derive(clap::Args)]
+pub struct LscArgs {
+    /// The ONNX model (an image classifier).
+    model: PathBuf,
+    #[command(flatten)]
+    data: InputArgs,
+    #[command(flatten)]
+    solver: MaskSolverArgs,
+    /// Class labels (.npy); default: the predicted class of each image.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Only the first N images.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Methods to score, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "smug,smug-base,ig,gradient,optbox,centerbox,maxbox"
+    )]
+    methods: Vec<LscMethod>,
+    /// SMUG's k.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// SMUG's γ.
+    #[arg(long, default_value_t = 0.0)]
+    gamma: f64,
+    /// IG steps (midpoint rule), for SMUG's first layer and the IG map.
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    /// OPTBOX grid step in pixels (default: a tenth of the image side).
+    #[arg(long)]
+    optbox_step: Option<usize>,
+    /// Also solve each SMUG mask with each of these backends on its own, to compare them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    compare_backends: Vec<BackendKind>,
+    /// One row per image and method.
+    #[arg(long)]
+    csv: PathBuf,
+}
+
+/// Fractions of a continuous map kept when thresholding it for LSC.
+const FRACTIONS: [f64; 10] = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0];
+
+pub fn lsc_cmd(a: LscArgs) -> Result<ExitCode> {
+    use nnexplain::metrics::{best_lsc_of_map, lsc_boxes, optbox, sparsity, PixelBox};
+    use std::io::Write;
+    let net = load(&a.model)?;
+    let grid = MaskGrid::for_network(&net, a.solver.window)?;
+    if grid.base != 0 {
+        anyhow::bail!(
+            "lsc scores image boxes; {} is not an image classifier",
+            a.model.display()
+        );
+    }
+    let dims = nnexplain::explain::mask::image_dims(net.input_shape())?;
+    let (_, h, w) = dims;
+    let xs = a.data.samples(&net)?;
+    let n = a.count.unwrap_or(xs.nrows()).min(xs.nrows());
+    let labels: Option<Vec<usize>> = match &a.labels {
+        Some(p) => Some(
+            nnexplain::input::read_array(p)
+                .with_context(|| format!("reading labels {}", p.display()))?
+                .iter()
+                .map(|&v| v as usize)
+                .collect(),
+        ),
+        None => None,
+    };
+    if labels.as_ref().is_some_and(|l| l.len() < n) {
+        anyhow::bail!("fewer labels than images");
+    }
+    let backends = a.solver.backends()?;
+    let refs: Vec<&dyn Backend> = backends.iter().map(|b| b.as_ref()).collect();
+    let compare: Vec<Box<dyn Backend>> = a
+        .compare_backends
+        .iter()
+        .map(|&k| make_backend(k))
+        .collect::<Result<_>>()?;
+    let so = SolveOptions {
+        time_limit: a.solver.time_limit()?,
+        seed: a.solver.seed,
+        threads: 1,
+    };
+    let step = a.optbox_step.unwrap_or((h.max(w) / 10).max(1));
+    let mut f =
+        std::fs::File::create(&a.csv).with_context(|| format!("creating {}", a.csv.display()))?;
+    write!(
+        f,
+        "index,label,method,lsc,area,confidence,sparsity,status,mask_size,bound,wall_s,recheck"
+    )?;
+    for c in &compare {
+        write!(f, ",{0}_status,{0}_size,{0}_s", c.name())?;
+    }
+    writeln!(f)?;
+    let mut per_method: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut wins: std::collections::BTreeMap<String, usize> = Default::default();
+    for i in 0..n {
+        let x = xs.row(i).to_vec();
+        let label = match &labels {
+            Some(l) => l[i],
+            None => predicted(&net, &x)?,
+        };
+        let mut rows: Vec<(String, Option<nnexplain::metrics::Lsc>, String)> = Vec::new();
+        let mut smug_done = None;
+        for &m in &a.methods {
+            match m {
+                LscMethod::Smug | LscMethod::SmugBase => {
+                    if smug_done.is_none() {
+                        let fl =
+                            smug::first_layer(&net, &grid, &x, label, Baseline::Zero, a.steps)?;
+                        let neurons = smug::top_k(&fl, Ranking::Ig, a.top_k);
+                        let mp = smug::mask_problem(
+                            &net,
+                            &grid,
+                            &fl,
+                            &neurons,
+                            a.gamma,
+                            smug::DEFAULT_DELTA,
+                            a.solver.fill,
+                        )?;
+                        let t = std::time::Instant::now();
+                        let solved =
+                            smug::solve_mask(&mp, grid.n_cells, &refs, &so, &CancelToken::new())?;
+                        let wall = t.elapsed().as_secs_f64();
+                        let mut cmp = String::new();
+                        for c in &compare {
+                            let t = std::time::Instant::now();
+                            let r = smug::solve_mask(
+                                &mp,
+                                grid.n_cells,
+                                &[c.as_ref()],
+                                &so,
+                                &CancelToken::new(),
+                            )?;
+                            cmp += &format!(
+                                ",{},{},{:.6}",
+                                serde_json::to_value(r.status)?.as_str().unwrap_or("?"),
+                                r.mask_size,
+                                t.elapsed().as_secs_f64()
+                            );
+                        }
+                        smug_done = Some((fl, mp, solved, wall, cmp));
+                    }
+                    let (fl, mp, solved, wall, cmp) = smug_done.as_ref().expect("computed above");
+                    let keep = if m == LscMethod::Smug {
+                        solved.keep.clone()
+                    } else {
+                        smug::base_mask(&grid, mp)
+                    };
+                    let sal = if keep.is_empty() {
+                        vec![0.0; grid.len()]
+                    } else {
+                        smug::saliency(&grid, mp, fl, &keep)
+                    };
+                    let pic = channel_sum(&sal, h, w);
+                    let best = best_lsc_of_map(&net, &x, dims, label, &pic, &FRACTIONS)?;
+                    let recheck = if m == LscMethod::Smug && !keep.is_empty() {
+                        smug::recheck_first_layer(&net, &grid, fl, mp, &keep, a.solver.fill)?
+                            .held
+                            .to_string()
+                    } else {
+                        String::new()
+                    };
+                    let extra = if m == LscMethod::Smug {
+                        format!(
+                            "{},{},{},{:.6},{recheck}{cmp}",
+                            serde_json::to_value(solved.status)?.as_str().unwrap_or("?"),
+                            solved.mask_size,
+                            solved.bound.map_or(String::new(), |b| b.to_string()),
+                            wall
+                        )
+                    } else {
+                        format!(",{},,,", keep.iter().filter(|&&k| k).count())
+                    };
+                    rows.push((
+                        format!("{m:?}").to_lowercase(),
+                        best,
+                        format!("{},{extra}", sparsity(&pic)),
+                    ));
+                }
+                LscMethod::Ig | LscMethod::Gradient => {
+                    let map = if m == LscMethod::Ig {
+                        input_ig(&net, &grid, &x, label, a.steps)?
+                    } else {
+                        let g = net.gradient(
+                            ndarray::Array2::from_shape_vec((1, x.len()), x.clone())?.view(),
+                            &Objective::Softmax(label),
+                            0,
+                        )?;
+                        g.grad.iter().map(|v| v.abs()).collect()
+                    };
+                    let pic = channel_sum(&map, h, w);
+                    let best = best_lsc_of_map(&net, &x, dims, label, &pic, &FRACTIONS)?;
+                    rows.push((
+                        format!("{m:?}").to_lowercase(),
+                        best,
+                        format!("{},,,,,", sparsity(&pic)),
+                    ));
+                }
+                LscMethod::Optbox => {
+                    let b = optbox(&net, &x, dims, label, step)?;
+                    rows.push(("optbox".into(), Some(b), format!("{},,,,,", b.area)));
+                }
+                LscMethod::Centerbox | LscMethod::Maxbox => {
+                    let bx = if m == LscMethod::Centerbox {
+                        PixelBox::centre_half(h, w)
+                    } else {
+                        PixelBox::full(h, w)
+                    };
+                    let s = lsc_boxes(&net, &x, dims, label, &[bx])?;
+                    rows.push((
+                        format!("{m:?}").to_lowercase(),
+                        s.first().copied(),
+                        format!("{},,,,,", bx.area(h, w)),
+                    ));
+                }
+            }
+        }
+        let best = rows
+            .iter()
+            .filter_map(|r| r.1.map(|l| l.score))
+            .fold(f64::INFINITY, f64::min);
+        for (name, l, rest) in &rows {
+            match l {
+                Some(l) => {
+                    writeln!(
+                        f,
+                        "{i},{label},{name},{},{},{},{rest}",
+                        l.score, l.area, l.confidence
+                    )?;
+                    per_method.entry(name.clone()).or_default().push(l.score);
+                    if l.score <= best + 1e-12 {
+                        *wins.entry(name.clone()).or_default() += 1;
+                    }
+                }
+                None => writeln!(f, "{i},{label},{name},,,,{rest}")?,
+            }
+        }
+        f.flush()?;
+        eprint!("\r[{}/{n}] image {i} class {label}", i + 1);
+    }
+    eprintln!();
+    say!("method       median LSC   Win%   (images scored)");
+    for (name, scores) in &per_method {
+        let mut s = scores.clone();
+        s.sort_by(f64::total_cmp);
+        say!(
+            "{name:<12} {:>10.4} {:>6.1}   ({})",
+            s[s.len() / 2],
+            100.0 * *wins.get(name).unwrap_or(&0) as f64 / n.max(1) as f64,
+            s.len()
+        );
+    }
+    say!("wrote {}", a.csv.display());
+    Ok(ExitCode::SUCCESS)
+}
