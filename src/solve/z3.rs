@@ -455,8 +455,11 @@ fn run(p: &Problem, deadline: Deadline, seed: u64, handle: &Handle) -> Result<So
     if let Ok(mut h) = handle.lock() {
         *h = Some(RawContext(ctx.get_z3_context()));
     }
+    let t_lower = Instant::now();
     let low = lower(p)?;
     let mut r = SolveResult::new("z3", Status::Unknown);
+    r.stats
+        .insert("lower_s".into(), t_lower.elapsed().as_secs_f64());
     r.stats
         .insert("assertions".into(), low.assertions.len() as f64);
     r.stats
