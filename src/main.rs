@@ -47,7 +47,7 @@ enum BackendKind {
     Lp,
     /// SMT on z3: linear real arithmetic with an ite per ReLU (exact rationals).
     Z3,
-    /// Branch and bound by input splitting with CROWN bounds (low-dimensional inputs).
+    /// Branch and bound with CROWN bounds: input splitting (at most 16 inputs), ReLU splitting otherwise.
     Bab,
     /// PGD with random restarts on the property's margin (can only answer sat).
     Attack,
@@ -565,7 +565,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
             members.push(Method::Attack);
         }
         if a.members.iter().any(|m| matches!(m, BackendKind::Bab)) {
-            members.push(Method::InputSplit);
+            members.push(Method::Bab);
         }
         members.extend(solvers.iter().map(|b| Method::Backend(b.as_ref())));
     }
@@ -573,7 +573,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         (BackendKind::Portfolio, _) => Method::Portfolio(&members),
         (BackendKind::Attack, _) => Method::Attack,
         (_, Some(b)) => Method::Backend(b.as_ref()),
-        (_, None) => Method::InputSplit,
+        (_, None) => Method::Bab,
     };
     let opts = VerifyOptions {
         time_limit,
@@ -754,7 +754,7 @@ fn bench_solve(
     let mut k = 0;
     for &b in backends {
         if matches!(b, BackendKind::Bab) {
-            methods.push(Method::InputSplit);
+            methods.push(Method::Bab);
         } else {
             methods.push(Method::Backend(solvers[k].as_ref()));
             k += 1;

@@ -18,7 +18,7 @@ use crate::check::{recheck_counterexample, Recheck};
 use crate::encode::full_network::{add_property, network};
 use crate::model::{Network, Reference};
 use crate::property::{Cmp, LinearConstraint, Property, Var};
-use crate::solve::bab::{input_split, BabOutcome};
+use crate::solve::bab::{input_split, relu_split, BabOutcome, BabStats};
 use crate::solve::{Backend, CancelToken, Deadline, SolveOptions, SolveResult, Status};
 use crate::{Error, Result};
 
@@ -116,8 +116,10 @@ fn ruled_out(atom: &LinearConstraint, x: &Bounds, y: &Bounds) -> bool {
 pub enum Method<'a> {
     /// A solver backend on the encoded [`Problem`](crate::encode::Problem).
     Backend(&'a dyn Backend),
-    /// Branch and bound by input splitting on the network ([`input_split`]).
-    InputSplit,
+    /// Branch and bound on the network ([`branch_and_bound`]): input
+    /// splitting for networks with at most [`INPUT_SPLIT_MAX_INPUTS`] inputs,
+    /// ReLU splitting otherwise.
+    Bab,
     /// PGD on the property's margin ([`crate::solve::attack::pgd`]): can only find counterexamples.
     Attack,
     /// Several methods raced on each case in their own threads: the first
@@ -131,7 +133,7 @@ impl Method<'_> {
     pub fn name(&self) -> &'static str {
         match self {
             Method::Backend(b) => b.name(),
-            Method::InputSplit => "bab",
+            Method::Bab => "bab",
             Method::Attack => "attack",
             Method::Portfolio(_) => "portfolio",
         }
@@ -381,9 +383,42 @@ impl Decided {
 fn uses_problem(m: &Method<'_>) -> bool {
     match m {
         Method::Backend(_) => true,
-        Method::InputSplit | Method::Attack => false,
+        Method::Bab | Method::Attack => false,
         Method::Portfolio(ms) => ms.iter().any(uses_problem),
     }
+}
+
+/// Networks with at most this many inputs are searched by input splitting.
+pub const INPUT_SPLIT_MAX_INPUTS: usize = 16;
+
+/// Which split a branch and bound used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Input splitting ([`input_split`]).
+    Input,
+    /// ReLU splitting ([`relu_split`]).
+    Relu,
+}
+
+/// Complete branch and bound on one case: input splitting for few inputs
+/// (ACAS Xu), ReLU splitting for ReLU MLPs with more, and input splitting
+/// again for any other network (ReLU splitting takes only MLPs).
+pub fn branch_and_bound(
+    net: &Network,
+    region: &crate::property::Region,
+    conj: &[LinearConstraint],
+    deadline: &Deadline,
+    cancel: &CancelToken,
+) -> Result<(BabOutcome, BabStats, Split)> {
+    if net.input_len() > INPUT_SPLIT_MAX_INPUTS {
+        match relu_split(net, region, conj, deadline, cancel) {
+            Ok((o, s)) => return Ok((o, s, Split::Relu)),
+            Err(Error::InvalidArgument(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (o, s) = input_split(net, region, conj, deadline, cancel)?;
+    Ok((o, s, Split::Input))
 }
 
 /// Runs one (non-portfolio) method on one case and re-checks its counterexample.
@@ -406,10 +441,10 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
                 .map(|a| p.inputs.iter().map(|v| a[v.0]).collect::<Vec<f64>>());
             (record, x)
         }
-        Method::InputSplit => {
+        Method::Bab => {
             let t = Instant::now();
-            let (outcome, stats) =
-                input_split(case.net, case.region, case.conj, case.deadline, cancel)?;
+            let (outcome, stats, how) =
+                branch_and_bound(case.net, case.region, case.conj, case.deadline, cancel)?;
             let (status, x) = match outcome {
                 BabOutcome::Proven => (Status::Infeasible, None),
                 BabOutcome::Counterexample(x) => (Status::Optimal, Some(x)),
@@ -425,6 +460,9 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
                 .stats
                 .insert("max_depth".into(), stats.max_depth as f64);
             record.stats.insert("bounds_s".into(), stats.bounds_s);
+            record
+                .stats
+                .insert("relu_split".into(), f64::from(u8::from(how == Split::Relu)));
             record.stats.insert(
                 "overshoot_s".into(),
                 case.deadline.overshoot().as_secs_f64(),
@@ -681,8 +719,8 @@ pub fn time_case(
                         };
                         b.solve(&problem, &so, &cancel)?
                     }
-                    Method::InputSplit => {
-                        let (o, _) = input_split(net, region, conj, &deadline, &cancel)?;
+                    Method::Bab => {
+                        let (o, _, _) = branch_and_bound(net, region, conj, &deadline, &cancel)?;
                         SolveResult::new(
                             "bab",
                             match o {

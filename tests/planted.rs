@@ -1,5 +1,5 @@
 //! Planted answers on small random ReLU networks: the MILP, z3 and branch and
-//! bound agree with an answer known by construction and with an independent
+//! bound (input and ReLU splitting) agree with an answer known by construction and with an independent
 //! decision procedure (enumeration of every activation pattern of the unstable
 //! ReLUs, one LP each, no big-M), and the LP relaxation's bound is never
 //! tighter than the exact optimum. Fixed seeds first, then a property test
@@ -15,7 +15,7 @@ use nnexplain::encode::full_network::{full_network, network};
 use nnexplain::encode::{Cmp, LinExpr, Objective, Problem, Sense};
 use nnexplain::model::{Dense, Layer, Network, Node};
 use nnexplain::property::{InputBox, Property};
-use nnexplain::solve::bab::{input_split, BabOutcome};
+use nnexplain::solve::bab::{input_split, relu_split, BabOutcome};
 use nnexplain::solve::lp::LpRelaxation;
 use nnexplain::solve::milp::Milp;
 use nnexplain::solve::z3::Z3;
@@ -300,9 +300,17 @@ enum Answer {
     Unsat,
 }
 
-/// Decides `prop` with the MILP, z3 and input splitting; checks every
-/// counterexample with the IR's forward pass and returns the three answers.
-fn decide_three_ways(net: &Network, prop: &Property) -> Result<[Answer; 3], TestCaseError> {
+/// Decides `prop` with the MILP, z3, input splitting and ReLU splitting; checks every
+/// counterexample with the IR's forward pass and returns the four answers.
+type Search = fn(
+    &Network,
+    &nnexplain::property::Region,
+    &[nnexplain::property::LinearConstraint],
+    &Deadline,
+    &CancelToken,
+) -> nnexplain::Result<(BabOutcome, nnexplain::solve::bab::BabStats)>;
+
+fn decide_four_ways(net: &Network, prop: &Property) -> Result<[Answer; 4], TestCaseError> {
     let region = &prop.regions[0];
     let bounds = crown(net, &region.input).unwrap();
     let p = full_network(net, &bounds, region, &region.output[0]).unwrap();
@@ -341,25 +349,30 @@ fn decide_three_ways(net: &Network, prop: &Property) -> Result<[Answer; 3], Test
             }
         }
     }
-    let deadline = Deadline::after(Some(Duration::from_secs(30)));
-    let (o, _) = input_split(
-        net,
-        region,
-        &region.output[0],
-        &deadline,
-        &CancelToken::new(),
-    )
-    .unwrap();
-    match o {
-        BabOutcome::Counterexample(x) => {
-            prop_assert!(holds(&x), "bab: counterexample {x:?} does not hold");
-            out.push(Answer::Sat);
+    for (name, search) in [
+        ("input split", input_split as Search),
+        ("relu split", relu_split),
+    ] {
+        let deadline = Deadline::after(Some(Duration::from_secs(30)));
+        let (o, _) = search(
+            net,
+            region,
+            &region.output[0],
+            &deadline,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        match o {
+            BabOutcome::Counterexample(x) => {
+                prop_assert!(holds(&x), "{name}: counterexample {x:?} does not hold");
+                out.push(Answer::Sat);
+            }
+            BabOutcome::Proven => out.push(Answer::Unsat),
+            other => return Err(TestCaseError::fail(format!("{name}: {other:?}"))),
         }
-        BabOutcome::Proven => out.push(Answer::Unsat),
-        other => return Err(TestCaseError::fail(format!("bab: {other:?}"))),
     }
-    let [a, b, c]: [Answer; 3] = out.try_into().unwrap();
-    Ok([a, b, c])
+    let [a, b, c, d]: [Answer; 4] = out.try_into().unwrap();
+    Ok([a, b, c, d])
 }
 
 proptest! {
@@ -369,7 +382,7 @@ proptest! {
     })]
 
     /// Thresholds just below and just above the exact maximum margin (found by
-    /// enumeration) plant a "sat" and an "unsat" answer; all three complete
+    /// enumeration) plant a "sat" and an "unsat" answer; all four complete
     /// backends must give it, and the LP bound must not undercut the maximum.
     #[test]
     fn backends_agree_with_planted_answers(
@@ -386,10 +399,10 @@ proptest! {
             upper: (0..n_in).map(|i| centre + 0.3 * i as f64 + radius).collect(),
         };
         let exact = max_margin_by_enumeration(&net, &bx);
-        let sat = decide_three_ways(&net, &margin_property(&bx, exact - slack))?;
-        prop_assert_eq!(sat, [Answer::Sat, Answer::Sat, Answer::Sat]);
-        let unsat = decide_three_ways(&net, &margin_property(&bx, exact + slack))?;
-        prop_assert_eq!(unsat, [Answer::Unsat, Answer::Unsat, Answer::Unsat]);
+        let sat = decide_four_ways(&net, &margin_property(&bx, exact - slack))?;
+        prop_assert_eq!(sat, [Answer::Sat, Answer::Sat, Answer::Sat, Answer::Sat]);
+        let unsat = decide_four_ways(&net, &margin_property(&bx, exact + slack))?;
+        prop_assert_eq!(unsat, [Answer::Unsat, Answer::Unsat, Answer::Unsat, Answer::Unsat]);
         let (p, k) = margin_problem(&net, &bx);
         let lp = LpRelaxation.solve(&p, &SolveOptions::default(), &CancelToken::new()).unwrap();
         let lb = lp.bound.unwrap() + k;

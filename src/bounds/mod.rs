@@ -3,6 +3,8 @@
 //! * [`interval`]: interval bound propagation (IBP), layer by layer.
 //! * [`crown`]: symbolic linear bounds by back-substitution (CROWN /
 //!   DeepPoly), intersected with IBP; much tighter on deep ReLU networks.
+//! * [`mlp`]: the same for plain ReLU MLPs with tight loops, plus optimised
+//!   slopes and split multipliers (alpha-/beta-CROWN), for branch and bound.
 //!
 //! Bounds are computed in `f64` and widened by an explicit margin for the
 //! rounding of each floating-point operation (see [`FP_REL`]), so that every
@@ -12,9 +14,11 @@
 
 pub mod crown;
 pub mod interval;
+pub mod mlp;
 
 pub use crown::{bound_linear, crown, crown_intermediate};
 pub use interval::interval;
+pub use mlp::Mlp;
 
 use serde::Serialize;
 

@@ -8,7 +8,18 @@
 //! the largest `width × |∂ atom / ∂ x_i|` (the "smear" heuristic). The search
 //! is complete: it ends with a counterexample, with every box pruned, or at the
 //! deadline or cancel.
+//!
+//! On a ReLU MLP (ACAS Xu) the search runs on [`Mlp`] instead: CROWN
+//! intermediate bounds per box, intersected with the parent box's;
+//! alpha-CROWN on a convex combination of the atoms (any atom can be the one
+//! that rules a box out); many boxes per round in parallel; the split input
+//! chosen by its coefficient in the bound times its width (coefficients
+//! floored at 5% of the largest); a PGD falsifier from random starts; and ReLU
+//! splits with beta-CROWN multipliers once a box has few unstable ReLUs.
+//! [`relu_split`] runs the same search splitting ReLUs only, for MLPs with
+//! many inputs.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::Array2;
@@ -16,7 +27,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{CancelToken, Deadline};
-use crate::bounds::{bound_linear, crown_intermediate};
+use crate::bounds::mlp::{Duals, Mags, OutputAtom, Pre, Splits};
+use crate::bounds::{bound_linear, crown_intermediate, Mlp};
 use crate::model::{Network, Objective};
 use crate::property::{Cmp, InputBox, LinearConstraint, Region, Var};
 use crate::Result;
@@ -118,6 +130,11 @@ pub fn input_split(
     deadline: &Deadline,
     cancel: &CancelToken,
 ) -> Result<(BabOutcome, BabStats)> {
+    if let Some(mlp) = Mlp::from_network(net) {
+        if !conj.is_empty() {
+            return input_split_mlp(&mlp, region, conj, deadline, cancel);
+        }
+    }
     let n_in = net.input_len();
     let n_out = net.output_len();
     // The region's non-box input constraints, as atoms with no y part.
@@ -316,4 +333,630 @@ fn attack(
         }
     }
     Ok(None)
+}
+
+/// Domains bounded per round of the MLP search (in parallel).
+const MLP_BATCH: usize = 64;
+/// Subgradient steps on the slopes, split multipliers and atom weights per domain.
+const ALPHA_ITERS: usize = 20;
+/// In input splitting, a box with at most this many unstable ReLUs is split
+/// on a ReLU instead of an input.
+const RELU_SPLIT_BELOW: usize = 12;
+
+/// The atoms as [`OutputAtom`]s.
+fn output_atoms(atoms: &[Atom]) -> Vec<OutputAtom> {
+    atoms
+        .iter()
+        .map(|a| OutputAtom {
+            cy: a.cy.clone(),
+            cx: a.cx.clone(),
+            c0: a.c0,
+        })
+        .collect()
+}
+
+/// One domain of the MLP search (a box and ReLU splits), with what its parent learnt.
+struct Domain {
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    splits: Option<Arc<Splits>>,
+    depth: usize,
+    pre: Option<Arc<Pre>>,
+    /// Whether `pre` was computed for this very domain (else for its parent).
+    exact: bool,
+    duals: Option<Arc<Duals>>,
+}
+
+/// What happened to one domain of the MLP search.
+enum MlpVisit {
+    Pruned,
+    Found(Vec<f64>),
+    Undecided,
+    Split(Domain, Domain),
+}
+
+/// How the MLP search branches.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Split inputs; split ReLUs once a box has few unstable ones.
+    Input,
+    /// Split ReLUs only, on the intermediate bounds of the root.
+    Relu,
+}
+
+/// What every domain visit of the MLP search reads.
+struct MlpCtx<'a> {
+    mlp: &'a Mlp,
+    atoms: &'a [Atom],
+    spec: &'a [OutputAtom],
+    input_atoms: &'a [Atom],
+    mags: &'a Mags,
+    widths: &'a [f64],
+    mode: Mode,
+}
+
+impl MlpCtx<'_> {
+    /// Whether `x` satisfies every atom and input constraint (in `f64`).
+    fn is_counterexample(&self, x: &[f64]) -> bool {
+        let y = self.mlp.forward(x);
+        self.atoms.iter().all(|a| value(a, x, &y) >= 0.0)
+            && self.input_atoms.iter().all(|a| value(a, x, &[]) >= 0.0)
+    }
+
+    fn visit(&self, node: Domain) -> MlpVisit {
+        let Domain {
+            lo,
+            hi,
+            splits,
+            depth,
+            pre: parent,
+            exact,
+            duals,
+        } = node;
+        let bx = InputBox {
+            lower: lo,
+            upper: hi,
+        };
+        if self
+            .input_atoms
+            .iter()
+            .any(|a| a.c0 + linear_max(&a.cx, &bx) < 0.0)
+        {
+            return MlpVisit::Pruned;
+        }
+        let (lo, hi) = (&bx.lower, &bx.upper);
+        let mlp = self.mlp;
+        let (xl, xu) = mlp.transform_box(lo, hi);
+        let sp = splits.as_deref();
+        let pre = match parent {
+            Some(p) if exact => Arc::unwrap_or_clone(p),
+            Some(p) if self.mode == Mode::Relu => match sp {
+                Some(s) => mlp.clamp(&p, s),
+                None => Arc::unwrap_or_clone(p),
+            },
+            p => mlp.intermediate(&xl, &xu, self.mags, p.as_deref(), sp),
+        };
+        // A split that contradicts the bounds leaves an empty domain.
+        if pre
+            .lo
+            .iter()
+            .zip(&pre.hi)
+            .any(|(l, h)| l.iter().zip(h).any(|(l, u)| l > u))
+        {
+            return MlpVisit::Pruned;
+        }
+        // Each atom on its own with the adaptive slopes; any negative prunes.
+        let m = self.spec.len();
+        let mut first = 0;
+        if m > 1 || duals.is_none() {
+            let mut best = f64::INFINITY;
+            for k in 0..m {
+                let init = mlp.initial_duals(&pre, m, k);
+                let b = mlp.optimise(
+                    &xl, &xu, lo, hi, &pre, self.mags, self.spec, sp, init, 0, 0.0,
+                );
+                if b.bound < 0.0 {
+                    return MlpVisit::Pruned;
+                }
+                if b.bound < best {
+                    best = b.bound;
+                    first = k;
+                }
+            }
+        }
+        let init = match &duals {
+            Some(d) => (**d).clone(),
+            None => mlp.initial_duals(&pre, m, first),
+        };
+        let sb = mlp.optimise(
+            &xl,
+            &xu,
+            lo,
+            hi,
+            &pre,
+            self.mags,
+            self.spec,
+            sp,
+            init,
+            ALPHA_ITERS,
+            0.0,
+        );
+        if sb.bound < 0.0 {
+            return MlpVisit::Pruned;
+        }
+        // Candidates: the corner that attains the bound, and the centre.
+        let corner = mlp.untransform(&sb.x_star, lo, hi);
+        if self.is_counterexample(&corner) {
+            return MlpVisit::Found(corner);
+        }
+        let centre: Vec<f64> = lo.iter().zip(hi).map(|(l, u)| 0.5 * (l + u)).collect();
+        if self.is_counterexample(&centre) {
+            return MlpVisit::Found(centre);
+        }
+        let unstable = pre.unstable();
+        let relu_branch = self.mode == Mode::Relu || (unstable > 0 && unstable <= RELU_SPLIT_BELOW);
+        let pre = Arc::new(pre);
+        let duals = Arc::new(sb.duals.clone());
+        if relu_branch {
+            // BaBSR-style score: the bound's coefficient on the neuron times
+            // the intercept of its upper relaxation, `|a| · u·(−l) / (u − l)`.
+            let mut best: Option<(usize, usize, f64)> = None;
+            for (j, (l, h)) in pre.lo.iter().zip(&pre.hi).enumerate() {
+                for (i, (&l, &u)) in l.iter().zip(h).enumerate() {
+                    if !(l < 0.0 && u > 0.0) {
+                        continue;
+                    }
+                    let a = sb.relu_coefs[j][i];
+                    let score = a.abs() * u * (-l) / (u - l) + 1e-9 * (u - l);
+                    if best.is_none_or(|b| score > b.2) {
+                        best = Some((j, i, score));
+                    }
+                }
+            }
+            if let Some((j, i, _)) = best {
+                let child = |sign: i8| {
+                    let mut s = match &splits {
+                        Some(s) => (**s).clone(),
+                        None => mlp.hidden().iter().map(|n| vec![0i8; *n]).collect(),
+                    };
+                    s[j][i] = sign;
+                    Domain {
+                        lo: lo.clone(),
+                        hi: hi.clone(),
+                        splits: Some(Arc::new(s)),
+                        depth: depth + 1,
+                        pre: Some(pre.clone()),
+                        exact: false,
+                        duals: Some(duals.clone()),
+                    }
+                };
+                return MlpVisit::Split(child(1), child(-1));
+            }
+            // Every ReLU is decided and the bound still does not prune: the
+            // multipliers were not optimised far enough, so split the box.
+        }
+        let splittable: Vec<usize> = (0..lo.len())
+            .filter(|&i| hi[i] - lo[i] > MIN_RELATIVE_WIDTH * self.widths[i].max(f64::MIN_POSITIVE))
+            .collect();
+        if splittable.is_empty() {
+            return MlpVisit::Undecided;
+        }
+        // Split the input whose coefficient × width contributes most to the
+        // bound; coefficients are floored at 5% of the largest, as the
+        // relaxation can hide an input the network depends on.
+        let cmax = sb.coef.iter().fold(0.0f64, |m, c| m.max(c.abs()));
+        let score = |i: usize| sb.coef[i].abs().max(0.05 * cmax) * (xu[i] - xl[i]);
+        let i = *splittable
+            .iter()
+            .max_by(|a, b| score(**a).total_cmp(&score(**b)))
+            .expect("a splittable input");
+        let mid = 0.5 * (lo[i] + hi[i]);
+        let node = |l: Vec<f64>, h: Vec<f64>| Domain {
+            lo: l,
+            hi: h,
+            splits: splits.clone(),
+            depth: depth + 1,
+            pre: Some(pre.clone()),
+            exact: false,
+            duals: Some(duals.clone()),
+        };
+        let mut l_hi = hi.clone();
+        l_hi[i] = mid;
+        let mut r_lo = lo.clone();
+        r_lo[i] = mid;
+        MlpVisit::Split(node(lo.clone(), l_hi), node(r_lo, hi.clone()))
+    }
+}
+
+/// Projected gradient ascent on the most violated atom from `restarts`
+/// random points of the region (plus its centre), in `f64` on the MLP.
+fn mlp_attack(
+    ctx: &MlpCtx<'_>,
+    region: &Region,
+    restarts: usize,
+    steps: usize,
+    seed: u64,
+) -> Option<Vec<f64>> {
+    let (lo, hi) = (&region.input.lower, &region.input.upper);
+    let n = lo.len();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rnd = || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let starts: Vec<Vec<f64>> = (0..=restarts)
+        .map(|r| {
+            (0..n)
+                .map(|i| {
+                    if r == 0 {
+                        0.5 * (lo[i] + hi[i])
+                    } else {
+                        lo[i] + rnd() * (hi[i] - lo[i])
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    starts.into_par_iter().find_map_any(|mut x| {
+        for step in 0..=steps {
+            let y = ctx.mlp.forward(&x);
+            let (k, v) = ctx
+                .atoms
+                .iter()
+                .map(|a| value(a, &x, &y))
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(&b.1))?;
+            if v >= 0.0 && ctx.input_atoms.iter().all(|a| value(a, &x, &[]) >= 0.0) {
+                return Some(x);
+            }
+            if step == steps {
+                break;
+            }
+            let (_, g) = ctx.mlp.gradient(&x, &ctx.atoms[k].cy);
+            let size = 0.25 * (1.0 - step as f64 / steps as f64).max(0.02);
+            for i in 0..n {
+                let gi = g[i] + ctx.atoms[k].cx[i];
+                x[i] = (x[i] + size * (hi[i] - lo[i]) * gi.signum()).clamp(lo[i], hi[i]);
+            }
+        }
+        None
+    })
+}
+
+/// Branch and bound by ReLU splitting, for ReLU MLPs with many inputs.
+///
+/// Every subdomain fixes some ReLUs active (`z ≥ 0`) or inactive (`z ≤ 0`);
+/// its bound is alpha-/beta-CROWN on the intermediate bounds of the whole
+/// region, clamped by the splits (sound: the subdomain is a subset), with the
+/// split constraints as Lagrangian terms (beta-CROWN, Wang et al. 2021). The
+/// neuron to split is the unstable one with the largest BaBSR-style score
+/// (Bunel et al. 2020, "Branch and Bound for Piecewise Linear Neural Network
+/// Verification"): its coefficient in the bound times the intercept of its
+/// upper relaxation. A subdomain with every ReLU split that the bound still
+/// does not prune is split on its inputs, so the search is complete: it ends
+/// with a counterexample (checked in `f64`; the caller re-checks it), with
+/// every subdomain pruned ([`BabOutcome::Proven`]), with
+/// [`BabOutcome::Unknown`] when a box could not be split further, or at the
+/// deadline or cancel (checked between rounds of bounding).
+pub fn relu_split(
+    net: &Network,
+    region: &Region,
+    conj: &[LinearConstraint],
+    deadline: &Deadline,
+    cancel: &CancelToken,
+) -> Result<(BabOutcome, BabStats)> {
+    let mlp = Mlp::from_network(net).ok_or_else(|| {
+        crate::Error::InvalidArgument(
+            "ReLU splitting needs a ReLU MLP: element-wise affine inputs, then dense layers with a ReLU between each two".into(),
+        )
+    })?;
+    search_mlp(&mlp, region, conj, deadline, cancel, Mode::Relu)
+}
+
+/// [`input_split`] on a ReLU MLP: bounds from [`Mlp`] (CROWN intermediate
+/// bounds reusing the parent box's, alpha-CROWN on the atoms), many boxes per
+/// round, a falsifier before the search, and ReLU splits once a box has few
+/// unstable ReLUs left.
+fn input_split_mlp(
+    mlp: &Mlp,
+    region: &Region,
+    conj: &[LinearConstraint],
+    deadline: &Deadline,
+    cancel: &CancelToken,
+) -> Result<(BabOutcome, BabStats)> {
+    search_mlp(mlp, region, conj, deadline, cancel, Mode::Input)
+}
+
+fn search_mlp(
+    mlp: &Mlp,
+    region: &Region,
+    conj: &[LinearConstraint],
+    deadline: &Deadline,
+    cancel: &CancelToken,
+    mode: Mode,
+) -> Result<(BabOutcome, BabStats)> {
+    let n_in = mlp.n_in();
+    let n_out = mlp.n_out();
+    let input_atoms = atoms(&region.input_constraints, n_in, n_out);
+    let atoms = atoms(conj, n_in, n_out);
+    let spec = output_atoms(&atoms);
+    let mut stats = BabStats::default();
+    let (lo, hi) = (&region.input.lower, &region.input.upper);
+    if lo.len() != n_in
+        || (0..n_in).any(|i| !(lo[i].is_finite() && hi[i].is_finite() && lo[i] <= hi[i]))
+    {
+        return Err(crate::Error::InvalidArgument(
+            "branch and bound needs a finite, non-empty input box".into(),
+        ));
+    }
+    let widths: Vec<f64> = lo.iter().zip(hi).map(|(l, u)| u - l).collect();
+    let (xl, xu) = mlp.transform_box(lo, hi);
+    let mags = mlp.mags(&xl, &xu);
+    let ctx = MlpCtx {
+        mlp,
+        atoms: &atoms,
+        spec: &spec,
+        input_atoms: &input_atoms,
+        mags: &mags,
+        widths: &widths,
+        mode,
+    };
+    if cancel.is_cancelled() {
+        return Ok((BabOutcome::Cancelled, stats));
+    }
+    if let Some(x) = mlp_attack(&ctx, region, 16, 30, 0) {
+        return Ok((BabOutcome::Counterexample(x), stats));
+    }
+    let mut stack = vec![Domain {
+        lo: lo.clone(),
+        hi: hi.clone(),
+        splits: None,
+        depth: 0,
+        pre: None,
+        exact: false,
+        duals: None,
+    }];
+    let mut undecided = false;
+    let mut round = 0usize;
+    while !stack.is_empty() {
+        if cancel.is_cancelled() {
+            return Ok((BabOutcome::Cancelled, stats));
+        }
+        if deadline.expired() {
+            return Ok((BabOutcome::Timeout, stats));
+        }
+        round += 1;
+        if round % 64 == 0 {
+            // A longer attack now and then, from fresh random points.
+            if let Some(x) = mlp_attack(&ctx, region, 32, 30, round as u64) {
+                return Ok((BabOutcome::Counterexample(x), stats));
+            }
+        }
+        // The root alone first: its intermediate bounds are the costliest.
+        let take = if round == 1 {
+            1
+        } else {
+            stack.len().min(MLP_BATCH)
+        };
+        let batch = stack.split_off(stack.len() - take);
+        let tb = Instant::now();
+        let results: Vec<(MlpVisit, usize)> = batch
+            .into_par_iter()
+            .map(|node| {
+                let depth = node.depth;
+                (ctx.visit(node), depth)
+            })
+            .collect();
+        stats.bounds_s += tb.elapsed().as_secs_f64();
+        for (visit, depth) in results.into_iter().rev() {
+            stats.boxes += 1;
+            match visit {
+                MlpVisit::Pruned => stats.pruned += 1,
+                MlpVisit::Found(x) => return Ok((BabOutcome::Counterexample(x), stats)),
+                MlpVisit::Undecided => undecided = true,
+                MlpVisit::Split(left, right) => {
+                    stats.max_depth = stats.max_depth.max(depth + 1);
+                    stack.push(right);
+                    stack.push(left);
+                }
+            }
+        }
+    }
+    Ok((
+        if undecided {
+            BabOutcome::Unknown
+        } else {
+            BabOutcome::Proven
+        },
+        stats,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bounds::mlp::tests::random_mlp;
+
+    fn margin_at_least(t: f64) -> Vec<LinearConstraint> {
+        vec![LinearConstraint {
+            terms: vec![(Var::Y(0), 1.0), (Var::Y(1), -1.0)],
+            cmp: Cmp::Ge,
+            rhs: t,
+        }]
+    }
+
+    fn region(lo: Vec<f64>, hi: Vec<f64>) -> Region {
+        Region {
+            input: InputBox {
+                lower: lo,
+                upper: hi,
+            },
+            input_constraints: vec![],
+            output: vec![],
+        }
+    }
+
+    /// The largest `y_0 − y_1` on a fine grid of the 2-D box.
+    fn grid_max(net: &Network, r: &Region) -> f64 {
+        let m = Mlp::from_network(net).unwrap();
+        let (lo, hi) = (&r.input.lower, &r.input.upper);
+        let n = 300;
+        let mut best = f64::NEG_INFINITY;
+        for i in 0..=n {
+            for j in 0..=n {
+                let x = [
+                    lo[0] + (hi[0] - lo[0]) * i as f64 / n as f64,
+                    lo[1] + (hi[1] - lo[1]) * j as f64 / n as f64,
+                ];
+                let y = m.forward(&x);
+                best = best.max(y[0] - y[1]);
+            }
+        }
+        best
+    }
+
+    type Search = fn(
+        &Network,
+        &Region,
+        &[LinearConstraint],
+        &Deadline,
+        &CancelToken,
+    ) -> Result<(BabOutcome, BabStats)>;
+
+    #[test]
+    fn input_and_relu_splitting_agree_with_a_grid() {
+        let searches: [(&str, Search); 2] = [("input", input_split), ("relu", relu_split)];
+        for seed in 0..8 {
+            let net = random_mlp(seed, 2, &[8, 8], 2);
+            let r = region(vec![-0.5, -0.5], vec![0.5, 0.5]);
+            let best = grid_max(&net, &r);
+            // Just below the grid maximum a counterexample exists; well above
+            // it (the grid's spacing times a crude Lipschitz constant) none does.
+            for (t, sat) in [(best - 1e-3, true), (best + 0.5, false)] {
+                for (name, search) in searches {
+                    let deadline = Deadline::after(Some(Duration::from_secs(20)));
+                    let conj = margin_at_least(t);
+                    let (out, _) = search(&net, &r, &conj, &deadline, &CancelToken::new()).unwrap();
+                    match (&out, sat) {
+                        (BabOutcome::Counterexample(x), true) => {
+                            let y = Mlp::from_network(&net).unwrap().forward(x);
+                            assert!(y[0] - y[1] >= t && r.input.contains(x, 0.0));
+                        }
+                        (BabOutcome::Proven, false) => {}
+                        _ => panic!("{name} seed {seed} t {t}: {out:?}, expected sat = {sat}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn relu_splitting_never_proves_a_sampled_counterexample_away() {
+        for seed in 0..5 {
+            let net = random_mlp(seed + 50, 6, &[16, 16], 2);
+            let m = Mlp::from_network(&net).unwrap();
+            let r = region(vec![-0.3; 6], vec![0.3; 6]);
+            // A point's margin is reachable, so the property with that threshold is sat.
+            let x0 = vec![0.1, -0.2, 0.3, 0.0, -0.1, 0.25];
+            let y = m.forward(&x0);
+            let conj = margin_at_least(y[0] - y[1]);
+            let deadline = Deadline::after(Some(Duration::from_secs(20)));
+            let (out, _) = relu_split(&net, &r, &conj, &deadline, &CancelToken::new()).unwrap();
+            assert!(
+                matches!(out, BabOutcome::Counterexample(_) | BabOutcome::Timeout),
+                "seed {seed}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mlp_search_honours_the_deadline_and_cancel() {
+        let net = random_mlp(7, 5, &[40, 40, 40, 40], 2);
+        let r = region(vec![-1.0; 5], vec![1.0; 5]);
+        let m = Mlp::from_network(&net).unwrap();
+        let y = m.forward(&[0.0; 5]);
+        // Slightly above a point's margin: hard to decide either way.
+        let conj = margin_at_least(y[0] - y[1] + 1e-4);
+        for search in [input_split as Search, relu_split as Search] {
+            let t = Instant::now();
+            let deadline = Deadline::after(Some(Duration::from_millis(300)));
+            let (out, _) = search(&net, &r, &conj, &deadline, &CancelToken::new()).unwrap();
+            assert!(t.elapsed() < Duration::from_millis(600), "{out:?}");
+            let cancel = CancelToken::new();
+            cancel.cancel();
+            let (out, _) = search(&net, &r, &conj, &Deadline::never(), &cancel).unwrap();
+            assert_eq!(out, BabOutcome::Cancelled);
+        }
+    }
+
+    /// ReLU splitting on VNN-COMP 2021 MNIST instances (run with `--ignored`
+    /// when the shared data is present); prints each case's outcome.
+    #[test]
+    #[ignore]
+    fn relu_split_on_mnist_fc() {
+        let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/data/vnncomp2021_mnist_fc");
+        for (onnx, prop) in [
+            ("mnist-net_256x2.onnx", "prop_0_0.03.vnnlib"),
+            ("mnist-net_256x2.onnx", "prop_1_0.05.vnnlib"),
+            ("mnist-net_256x4.onnx", "prop_0_0.03.vnnlib"),
+            ("mnist-net_256x4.onnx", "prop_2_0.03.vnnlib"),
+        ] {
+            let net = Network::from_onnx(d.join("onnx").join(onnx)).unwrap();
+            let p = crate::property::Property::from_vnnlib(d.join("vnnlib").join(prop)).unwrap();
+            let t = Instant::now();
+            let deadline = Deadline::after(Some(Duration::from_secs(60)));
+            let mut outcomes = Vec::new();
+            for r in &p.regions {
+                for conj in &r.output {
+                    let (out, st) =
+                        relu_split(&net, r, conj, &deadline, &CancelToken::new()).unwrap();
+                    let sat = matches!(out, BabOutcome::Counterexample(_));
+                    outcomes.push((
+                        if sat {
+                            "sat".to_string()
+                        } else {
+                            format!("{out:?}")
+                        },
+                        st.boxes,
+                    ));
+                    if sat {
+                        break;
+                    }
+                }
+            }
+            eprintln!(
+                "{onnx} {prop}: {:.2} s {outcomes:?}",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    #[test]
+    fn relu_split_refuses_non_mlps_with_an_error() {
+        let net = random_mlp(1, 2, &[4], 2);
+        let mut layers: Vec<_> = net
+            .nodes()
+            .iter()
+            .cloned()
+            .zip(net.layers().iter().cloned())
+            .collect();
+        layers.push((
+            crate::model::Node {
+                name: "s".into(),
+                op_types: vec!["Sigmoid".into()],
+                in_shape: vec![1, 2],
+                out_shape: vec![1, 2],
+            },
+            crate::model::Layer::Sigmoid,
+        ));
+        let net = Network::from_layers("s", vec![1, 2], layers).unwrap();
+        let r = region(vec![0.0; 2], vec![1.0; 2]);
+        let d = Deadline::never();
+        assert!(relu_split(&net, &r, &margin_at_least(0.0), &d, &CancelToken::new()).is_err());
+    }
 }
