@@ -39,6 +39,7 @@
 #![deny(unsafe_code)]
 
 pub mod attrib;
+pub mod attack;
 pub mod bounds;
 pub mod check;
 pub mod encode;

@@ -71,6 +71,10 @@ enum Command {
     Smug(cli::explain::SmugArgs),
     /// The smallest mask whose masked input keeps the class (SMUG Appendix A, Eq. 6).
     MinimalMask(cli::explain::MinimalMaskArgs),
+    /// Adversarial examples: PGD, Carlini-Wagner or AutoPGD under l-inf or l2.
+    Attack(cli::attack::AttackArgs),
+    /// Boundary attributions BSM and BIG from the closest decision-boundary points.
+    Boundary(cli::attack::BoundaryArgs),
     /// SMUG's metrics over a set of images: LSC (Eq. 5), Win %, sparsity, against IG, gradient and boxes.
     Lsc(cli::explain::LscArgs),
     /// Benchmark: bounds and encoding time vs solve time per backend on the
@@ -180,6 +184,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Smug(a) => cli::explain::smug_cmd(a),
         Command::MinimalMask(a) => cli::explain::minimal_mask_cmd(a),
         Command::Lsc(a) => cli::explain::lsc_cmd(a),
+        Command::Attack(a) => cli::attack::attack_cmd(a),
+        Command::Boundary(a) => cli::attack::boundary_cmd(a),
         Command::BenchSolve {
             model,
             property,

@@ -1,3 +1,4 @@
 //! Subcommands beyond the verification core, one file per family.
 
+pub mod attack;
 pub mod explain;

@@ -1,6 +1,7 @@
 //! Metrics of explanations: SMUG's LSC score and boxes, sparsity, and scores
 //! against a ground-truth mask.
 
+pub mod attribution;
 pub mod ground_truth;
 pub mod lsc;
 
