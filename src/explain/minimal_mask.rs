@@ -417,12 +417,14 @@ pub fn minimal_mask(
         {
             bound = Some(size);
         }
+        let out_of_time = opts.time_limit.is_some_and(|l| start.elapsed() >= l);
         status = if bound.is_some_and(|b| b >= size) {
             Status::Optimal
-        } else if raced
-            .records
-            .iter()
-            .any(|r| matches!(r.status, Status::Timeout))
+        } else if out_of_time
+            || raced
+                .records
+                .iter()
+                .any(|r| matches!(r.status, Status::Timeout))
         {
             Status::Timeout
         } else if cancel.is_cancelled() {

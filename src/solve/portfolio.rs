@@ -76,6 +76,8 @@ pub fn precedence(p: &Problem, records: &[SolveResult], order: &[usize]) -> Opti
 
 /// How often the race looks at the parent token.
 const POLL: Duration = Duration::from_millis(5);
+/// How long past the time limit a member may take to report before it is cancelled.
+const OVERDUE: Duration = Duration::from_secs(1);
 
 /// Runs every member on `p` at once and returns all records.
 pub fn race(
@@ -129,7 +131,10 @@ pub fn race(
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            if deadline.should_stop(cancel) {
+            // Members keep their own clocks (each reports `timeout` at the
+            // limit); only the parent's cancel is passed on. A member still
+            // running well past the limit is stopped as well.
+            if cancel.is_cancelled() || deadline.overshoot() > OVERDUE {
                 shared.cancel();
             }
         }
@@ -232,7 +237,13 @@ mod tests {
         };
         let t = Instant::now();
         let r = race(&problem(), &[&a], &opts, &CancelToken::new()).unwrap();
-        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(t.elapsed() < Duration::from_secs(3));
+        assert_eq!(r.records[0].status, Status::Cancelled);
+        let parent = CancelToken::new();
+        parent.cancel();
+        let t = Instant::now();
+        let r = race(&problem(), &[&a], &SolveOptions::default(), &parent).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
         assert_eq!(r.records[0].status, Status::Cancelled);
     }
 
