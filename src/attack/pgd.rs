@@ -116,6 +116,10 @@ pub struct PgdOptions {
     pub seed: u64,
     /// Rows (samples × restarts) run through the network at once.
     pub batch: usize,
+    /// The features the perturbation may touch (`None`: all): the gradient
+    /// is zeroed elsewhere and random starts leave the others at `x₀`
+    /// (subset-restricted PGD, Hsieh et al. 2021 §3).
+    pub free: Option<Vec<bool>>,
 }
 
 impl Default for PgdOptions {
@@ -132,6 +136,7 @@ impl Default for PgdOptions {
             clip: Clip::None,
             seed: 0,
             batch: 256,
+            free: None,
         }
     }
 }
@@ -159,6 +164,12 @@ pub fn pgd(
     }
     let n = x0.nrows();
     let n_in = net.input_len();
+    if opts.free.as_ref().is_some_and(|f| f.len() != n_in) {
+        return Err(Error::Shape(format!(
+            "the free-feature set has {} entries, the network takes {n_in}",
+            opts.free.as_ref().map_or(0, |f| f.len())
+        )));
+    }
     let r_n = opts.restarts;
     let y0 = forward_batched(net, x0, opts.batch)?;
     let mut best: Vec<Best> = (0..n)
@@ -175,7 +186,15 @@ pub fn pgd(
             let (s, r) = (row / r_n, row % r_n);
             let p = if r > 0 || opts.random_start {
                 let mut rng = Rng::for_sample(opts.seed, start + s, r);
-                random_start(&origin[s], opts.eps, opts.norm, &opts.clip, &mut rng)
+                let mut p = random_start(&origin[s], opts.eps, opts.norm, &opts.clip, &mut rng);
+                if let Some(free) = &opts.free {
+                    for ((v, &o), &f) in p.iter_mut().zip(&origin[s]).zip(free) {
+                        if !f {
+                            *v = o;
+                        }
+                    }
+                }
+                p
             } else {
                 origin[s].clone()
             };
@@ -203,7 +222,13 @@ pub fn pgd(
             let eta = opts.schedule.at(eta0, k, opts.steps);
             for row in 0..rows {
                 let s = row / r_n;
-                let g = grad.row(row).to_vec();
+                let mut g = grad.row(row).to_vec();
+                if let Some(free) = &opts.free {
+                    g.iter_mut()
+                        .zip(free)
+                        .filter(|(_, &f)| !f)
+                        .for_each(|(v, _)| *v = 0.0);
+                }
                 ascent_direction(&g, opts.norm, &mut dir);
                 let mut xr = x.row(row).to_vec();
                 xr.iter_mut().zip(&dir).for_each(|(v, d)| *v += eta * d);
