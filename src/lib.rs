@@ -29,7 +29,8 @@
 //! | [`solve`] | backends (HiGHS MILP, LP relaxation, z3, branch and bound, attack), the portfolio, cancel tokens and deadlines |
 //! | [`check`] | independent re-checks with tract |
 //! | [`verify`] | VNN-LIB verification: bounds, encoding, backend, re-check |
-//! | [`attrib`] | attributions: Integrated Gradients at any activation |
+//! | [`attrib`] | attributions: saliency, gradient ⊙ input, Integrated Gradients (any activation, four rules, six baselines), SmoothGrad, SmoothGrad-IG, DeepLIFT, guided backprop |
+//! | [`attack`] | PGD, Carlini–Wagner, AutoPGD; boundary search, BSM and BIG |
 //! | [`explain`] | SMUG first-layer minimal masks and saliency, full-network minimal masks |
 //! | [`input`] | `.npy`, PNG and CSV inputs |
 //! | [`metrics`] | LSC, boxes, sparsity, ROC-AUC and max-F1 against a ground truth |
@@ -38,8 +39,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-pub mod attrib;
 pub mod attack;
+pub mod attrib;
 pub mod bounds;
 pub mod check;
 pub mod encode;

@@ -71,6 +71,8 @@ enum Command {
     Smug(cli::explain::SmugArgs),
     /// The smallest mask whose masked input keeps the class (SMUG Appendix A, Eq. 6).
     MinimalMask(cli::explain::MinimalMaskArgs),
+    /// Attribution maps: gradient, gradient x input, IG, SmoothGrad, SmoothGrad-IG, DeepLIFT, guided backprop.
+    Attribute(cli::attribute::AttributeArgs),
     /// Adversarial examples: PGD, Carlini-Wagner or AutoPGD under l-inf or l2.
     Attack(cli::attack::AttackArgs),
     /// Boundary attributions BSM and BIG from the closest decision-boundary points.
@@ -184,6 +186,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Smug(a) => cli::explain::smug_cmd(a),
         Command::MinimalMask(a) => cli::explain::minimal_mask_cmd(a),
         Command::Lsc(a) => cli::explain::lsc_cmd(a),
+        Command::Attribute(a) => cli::attribute::attribute_cmd(a),
         Command::Attack(a) => cli::attack::attack_cmd(a),
         Command::Boundary(a) => cli::attack::boundary_cmd(a),
         Command::BenchSolve {

@@ -1,23 +1,36 @@
-//! Integrated Gradients (Sundararajan et al. 2017) at any activation.
+//! Integrated Gradients (Sundararajan, Taly and Yan 2017) at the input or at
+//! any activation, batched over samples and steps.
 //!
 //! For a function `F` of the activation `a` of some layer (the network's tail
 //! from that layer on, followed by an [`Objective`]) and a baseline `a'`,
 //!
 //! `IG_i(a) = (a_i − a'_i) ∫₀¹ ∂F/∂a_i (a' + α (a − a')) dα`
 //!
-//! (SMUG, Eq. 1, there at the first layer's activations). The integral is a
-//! Riemann sum over `steps` points (left, right, midpoint) or the trapezoid
-//! rule; the points are run through the network in batches. Completeness
-//! says `Σ_i IG_i = F(a) − F(a')`; the residual of the sum is reported with
-//! every map, as the measure of the quadrature error.
+//! (Sundararajan et al. 2017, Eq. 1; SMUG, Eq. 1, there at the first layer's
+//! activations). The integral is a Riemann sum over `steps` points (left,
+//! right, midpoint) or the trapezoid rule; the (sample, point) pairs are run
+//! through the network together, in batches of rows. Completeness says
+//! `Σ_i IG_i = F(a) − F(a')` (Prop. 1); the residual of the sum is reported
+//! with every map, as the measure of the quadrature error.
 
-use ndarray::Array2;
+use ndarray::{s, Array2, ArrayView2, Axis};
 use serde::Serialize;
 
-use crate::model::{Network, Objective};
+use super::{
+    check_batch, completeness_residual, from_f64, row_gradients, row_values, to_f64, Attribution,
+    Baseline, Method, Target, ROWS,
+};
+use crate::model::{Float, Network, Objective};
 use crate::{Error, Result};
 
 /// How the path integral is discretised.
+///
+/// Captum's `riemann_left`, `riemann_right` and `riemann_middle` with
+/// `n_steps = n` are [`Rule::Left`], [`Rule::Right`] and [`Rule::Midpoint`]
+/// with `steps = n`. Captum's `riemann_trapezoid` with `n_steps = n` evaluates
+/// the same `n` points as [`Rule::Trapezoid`] with `steps = n − 1`, but
+/// weights them `1/n` (ends `1/2n`), so that its weights sum to `(n − 1)/n`
+/// rather than 1: its map is this rule's times `(n − 1)/n`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
@@ -51,7 +64,7 @@ impl Rule {
     }
 }
 
-/// An Integrated Gradients map with its completeness check.
+/// An Integrated Gradients map of one sample with its completeness check.
 #[derive(Clone, Debug, Serialize)]
 pub struct IgMap {
     /// `IG_i`, one per element of the activation.
@@ -68,11 +81,9 @@ pub struct IgMap {
     pub rule: Rule,
 }
 
-/// Points run through the network per batch.
-const BATCH: usize = 64;
-
 /// Integrated Gradients of `objective` with respect to activation `layer`
-/// (0 = the input) at the activation value `a`, from `baseline`.
+/// (0 = the input) at the activation value `a` of one sample, from `baseline`
+/// (Sundararajan et al. 2017, Eq. 1, by [`Rule`] with `steps` intervals).
 pub fn integrated_gradients_at(
     net: &Network,
     layer: usize,
@@ -90,51 +101,145 @@ pub fn integrated_gradients_at(
             baseline.len()
         )));
     }
+    let av = ndarray::ArrayView2::from_shape((1, n), a).map_err(|e| Error::Shape(e.to_string()))?;
+    let bv = ndarray::ArrayView2::from_shape((1, n), baseline)
+        .map_err(|e| Error::Shape(e.to_string()))?;
+    let m = integrated_gradients_from(
+        net,
+        layer,
+        av,
+        bv,
+        &Target::All(objective.clone()),
+        steps,
+        rule,
+    )?;
+    let f_baseline = m.baseline_values.as_ref().map_or(f64::NAN, |v| v[0]);
+    Ok(IgMap {
+        attributions: m.maps.row(0).to_vec(),
+        f_input: m.values[0],
+        f_baseline,
+        completeness_residual: m.residuals.as_ref().map_or(f64::NAN, |r| r[0]),
+        steps: rule.points(steps).len(),
+        rule,
+    })
+}
+
+/// Integrated Gradients at the input for a batch `x` (`[batch, input_len]`):
+/// `IG_i(x) = (x_i − x'_i) Σ_k w_k ∂F/∂x_i (x' + α_k (x − x'))`, the
+/// quadrature of Sundararajan et al. (2017), Eq. 1, with the points and
+/// weights `(α_k, w_k)` of `rule` over `steps` intervals, the baseline `x'` of
+/// each sample resolved from `baseline` and `F` the sample's target. The
+/// completeness residual of every map is in [`Attribution::residuals`].
+pub fn integrated_gradients<T: Float>(
+    net: &Network,
+    x: ArrayView2<T>,
+    baseline: &Baseline,
+    target: &Target,
+    steps: usize,
+    rule: Rule,
+) -> Result<Attribution<T>> {
+    check_batch(net, 0, &x)?;
+    let base = baseline.resolve(net, to_f64(x).view())?;
+    integrated_gradients_from(
+        net,
+        0,
+        x,
+        from_f64::<T>(base.view()).view(),
+        target,
+        steps,
+        rule,
+    )
+}
+
+/// Integrated Gradients with respect to activation `from` (0 = the input, `l`
+/// = the output of layer `l − 1`) for a batch of that activation's values `a`
+/// (`[batch, len]`), from `baselines` (one row for all samples, or one per
+/// sample); see [`integrated_gradients`]. All (sample, point) pairs are run
+/// through the network's tail in batches of rows.
+pub fn integrated_gradients_from<T: Float>(
+    net: &Network,
+    from: usize,
+    a: ArrayView2<T>,
+    baselines: ArrayView2<T>,
+    target: &Target,
+    steps: usize,
+    rule: Rule,
+) -> Result<Attribution<T>> {
+    check_batch(net, from, &a)?;
+    let (b, n) = a.dim();
+    target.check(net, b)?;
+    if baselines.ncols() != n || (baselines.nrows() != 1 && baselines.nrows() != b) {
+        return Err(Error::Shape(format!(
+            "integrated gradients: the baseline is {:?}, it needs [1, {n}] or [{b}, {n}]",
+            baselines.dim()
+        )));
+    }
     if steps == 0 {
         return Err(Error::InvalidArgument(
             "integrated gradients need at least one step".into(),
         ));
     }
+    let base = baselines
+        .broadcast((b, n))
+        .ok_or_else(|| Error::Shape("the baseline does not broadcast".into()))?;
     let points = rule.points(steps);
-    let mut avg = vec![0.0; n];
-    for chunk in points.chunks(BATCH) {
-        let mut batch = Array2::<f64>::zeros((chunk.len(), n));
-        for (mut row, &(alpha, _)) in batch.rows_mut().into_iter().zip(chunk) {
-            for ((r, &x), &b) in row.iter_mut().zip(a).zip(baseline) {
-                *r = b + alpha * (x - b);
+    let p = points.len();
+    let total = b * p;
+    let mut avg = Array2::<f64>::zeros((b, n));
+    let mut rows = Array2::<T>::zeros((ROWS.min(total), n));
+    for start in (0..total).step_by(ROWS) {
+        let end = (start + ROWS).min(total);
+        let mut batch = rows.slice_mut(s![..end - start, ..]);
+        for (r, mut row) in batch.axis_iter_mut(Axis(0)).enumerate() {
+            let (sb, k) = ((start + r) / p, (start + r) % p);
+            let alpha = T::from_f64(points[k].0);
+            for ((o, &x), &x0) in row.iter_mut().zip(a.row(sb)).zip(base.row(sb)) {
+                *o = x0 + alpha * (x - x0);
             }
         }
-        let g = net.gradient_from(layer, batch.view(), objective)?;
-        for (row, &(_, w)) in g.grad.rows().into_iter().zip(chunk) {
-            for (s, &v) in avg.iter_mut().zip(row) {
-                *s += w * v;
-            }
+        let (_, g) = row_gradients(net, from, batch.view(), |r| {
+            target.objective((start + r) / p)
+        })?;
+        for (r, gr) in g.axis_iter(Axis(0)).enumerate() {
+            let (sb, k) = ((start + r) / p, (start + r) % p);
+            let w = points[k].1;
+            avg.row_mut(sb)
+                .iter_mut()
+                .zip(gr)
+                .for_each(|(s, v)| *s += w * v.as_f64());
         }
     }
-    let attributions: Vec<f64> = avg
-        .iter()
-        .zip(a)
-        .zip(baseline)
-        .map(|((g, x), b)| g * (x - b))
+    let mut maps = Array2::<T>::zeros((b, n));
+    let mut sums = vec![0.0; b];
+    for (sb, (mut mr, ar)) in maps
+        .axis_iter_mut(Axis(0))
+        .zip(avg.axis_iter(Axis(0)))
+        .enumerate()
+    {
+        for (((m, g), &x), &x0) in mr.iter_mut().zip(ar).zip(a.row(sb)).zip(base.row(sb)) {
+            let v = g * (x.as_f64() - x0.as_f64());
+            sums[sb] += v;
+            *m = T::from_f64(v);
+        }
+    }
+    let values = row_values(net, from, a, |r| target.objective(r))?;
+    let baseline_values = row_values(net, from, base, |r| target.objective(r))?;
+    let residuals = (0..b)
+        .map(|i| completeness_residual(sums[i], values[i], baseline_values[i]))
         .collect();
-    let ends = Array2::from_shape_vec((2, n), [a, baseline].concat())
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let f = net.gradient_from(layer, ends.view(), objective)?.values;
-    let diff = f[0] - f[1];
-    let total: f64 = attributions.iter().sum();
-    Ok(IgMap {
-        attributions,
-        f_input: f[0],
-        f_baseline: f[1],
-        completeness_residual: (total - diff).abs() / diff.abs().max(1e-12),
-        steps: points.len(),
-        rule,
+    Ok(Attribution {
+        method: Method::IntegratedGradients,
+        maps,
+        values,
+        baseline_values: Some(baseline_values),
+        residuals: Some(residuals),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrib::integrated_gradients;
     use crate::model::{Dense, Layer, Node};
     use ndarray::{array, Array1};
 
@@ -270,5 +375,97 @@ mod tests {
             Rule::Left
         )
         .is_err());
+    }
+
+    #[test]
+    fn batched_maps_match_one_sample_at_a_time_under_every_baseline() {
+        use crate::attrib::testnets::{cnn, inputs};
+        let net = cnn();
+        let x = inputs(&net, 3, 0.47);
+        let t: Target = vec![
+            Objective::Logit(0),
+            Objective::Softmax(2),
+            Objective::Logit(1),
+        ]
+        .into();
+        for base in [
+            Baseline::Zero,
+            Baseline::Constant(1.0),
+            Baseline::Uniform {
+                low: 0.0,
+                high: 1.0,
+                seed: 5,
+            },
+            Baseline::Blur { sigma: 1.0 },
+            Baseline::Given(Array2::from_elem((1, 36), 0.3)),
+        ] {
+            let all = integrated_gradients(&net, x.view(), &base, &t, 9, Rule::Trapezoid).unwrap();
+            let bl = base.resolve(&net, x.view()).unwrap();
+            for b in 0..3 {
+                let one = integrated_gradients_at(
+                    &net,
+                    0,
+                    &x.row(b).to_vec(),
+                    &bl.row(b).to_vec(),
+                    t.objective(b),
+                    9,
+                    Rule::Trapezoid,
+                )
+                .unwrap();
+                for (p, q) in all.maps.row(b).iter().zip(&one.attributions) {
+                    assert!((p - q).abs() < 1e-14, "{base:?}");
+                }
+                assert!(
+                    (all.residuals.as_ref().unwrap()[b] - one.completeness_residual).abs() < 1e-9
+                );
+                assert_eq!(one.steps, 10);
+            }
+        }
+    }
+
+    #[test]
+    fn relu_network_residual_shrinks_and_f32_agrees() {
+        use crate::attrib::testnets::{inputs, mlp};
+        let net = mlp();
+        let x = inputs(&net, 4, 0.91);
+        let t = Target::logit(2);
+        // The integrand is piecewise constant (ReLU), so the quadrature error
+        // falls like 1/steps.
+        let res = |steps| {
+            integrated_gradients(&net, x.view(), &Baseline::Zero, &t, steps, Rule::Midpoint)
+                .unwrap()
+                .worst_residual()
+                .unwrap()
+        };
+        let (coarse, fine) = (res(16), res(4096));
+        assert!(fine < 1e-3 && fine < coarse / 10.0, "{coarse} {fine}");
+        let x32 = x.mapv(|v| v as f32);
+        let a = integrated_gradients(&net, x.view(), &Baseline::Zero, &t, 20, Rule::Right).unwrap();
+        let b =
+            integrated_gradients(&net, x32.view(), &Baseline::Zero, &t, 20, Rule::Right).unwrap();
+        for (p, q) in b.maps.iter().zip(a.maps.iter()) {
+            assert!((*p as f64 - q).abs() < 1e-4 * (1.0 + q.abs()));
+        }
+        assert!(integrated_gradients(
+            &net,
+            x.view(),
+            &Baseline::Given(Array2::zeros((2, 6))),
+            &t,
+            4,
+            Rule::Left
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn rules_have_unit_weight_and_their_points() {
+        for rule in [Rule::Left, Rule::Right, Rule::Midpoint, Rule::Trapezoid] {
+            let p = rule.points(8);
+            assert!((p.iter().map(|(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-15);
+            assert!(p.iter().all(|(a, _)| (0.0..=1.0).contains(a)));
+        }
+        assert_eq!(Rule::Trapezoid.points(8).len(), 9);
+        assert_eq!(Rule::Left.points(8)[0].0, 0.0);
+        assert_eq!(Rule::Right.points(8)[7].0, 1.0);
     }
 }

@@ -1,4 +1,5 @@
 //! Subcommands beyond the verification core, one file per family.
 
 pub mod attack;
+pub mod attribute;
 pub mod explain;
