@@ -684,7 +684,9 @@ pub fn lsc_cmd(a: LscArgs) -> Result<ExitCode> {
                         }
                         smug_done = Some((fl, mp, solved, wall, cmp));
                     }
-                    let (fl, mp, solved, wall, cmp) = smug_done.as_ref().expect("computed above");
+                    let Some((fl, mp, solved, wall, cmp)) = smug_done.as_ref() else {
+                        anyhow::bail!("SMUG was not computed for image {i}");
+                    };
                     let keep = if m == LscMethod::Smug {
                         solved.keep.clone()
                     } else {
