@@ -22,13 +22,13 @@
 //! `−(z_o − z_t) / (z_{π1} − (z_{π3} + z_{π4})/2)` where `π` sorts the logits
 //! in decreasing order and `o` is the best class other than the target.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use serde::Serialize;
 
 use super::pgd::Loss;
 use super::{
     ascent_direction, best_other, check_args, chunk_samples, finish, forward_batched,
-    loss_and_grad, project, random_start, AttackResult, Best, Clip, Goal, Norm, Rng,
+    loss_and_grad, project, starting_points, AttackResult, Best, Clip, Goal, Norm,
 };
 use crate::model::Network;
 use crate::{Error, Result};
@@ -176,17 +176,17 @@ pub fn apgd(
         let end = (start + per).min(n);
         let rows = (end - start) * r_n;
         let origin: Vec<Vec<f64>> = (start..end).map(|s| x0.row(s).to_vec()).collect();
-        let mut x = Array2::<f64>::zeros((rows, n_in));
-        for row in 0..rows {
-            let (s, r) = (row / r_n, row % r_n);
-            let p = if r > 0 || opts.random_start {
-                let mut rng = Rng::for_sample(opts.seed, start + s, r);
-                random_start(&origin[s], opts.eps, opts.norm, &opts.clip, &mut rng)
-            } else {
-                origin[s].clone()
-            };
-            x.row_mut(row).iter_mut().zip(&p).for_each(|(d, v)| *d = *v);
-        }
+        let mut x = starting_points(
+            &origin,
+            start,
+            r_n,
+            opts.random_start,
+            opts.seed,
+            opts.eps,
+            opts.norm,
+            &opts.clip,
+            None,
+        );
         let mut x_prev = x.clone();
         let mut eta = vec![2.0 * opts.eps; rows];
         let mut f_prev = vec![f64::NEG_INFINITY; rows];
@@ -284,6 +284,7 @@ pub fn apgd(
 mod tests {
     use super::super::tests::relu_net;
     use super::*;
+    use ndarray::Array2;
 
     #[test]
     fn checkpoints_follow_the_paper() {

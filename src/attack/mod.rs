@@ -442,6 +442,45 @@ impl Rng {
 
 /// A random point of the `norm`-ball of radius `eps` around `x0` (uniform in
 /// the ball), clamped into the box.
+/// The starting rows of a batch of samples × restarts: restart 0 of every
+/// sample starts at the sample itself unless `random_start`; the others at a
+/// seeded random point of the ball and the box. With `free`, coordinates
+/// outside the set stay at the sample.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn starting_points(
+    origin: &[Vec<f64>],
+    first_sample: usize,
+    restarts: usize,
+    random: bool,
+    seed: u64,
+    eps: f64,
+    norm: Norm,
+    clip: &Clip,
+    free: Option<&[bool]>,
+) -> Array2<f64> {
+    let n_in = origin.first().map_or(0, |o| o.len());
+    let mut x = Array2::<f64>::zeros((origin.len() * restarts, n_in));
+    for row in 0..origin.len() * restarts {
+        let (s, r) = (row / restarts, row % restarts);
+        let p = if r > 0 || random {
+            let mut rng = Rng::for_sample(seed, first_sample + s, r);
+            let mut p = random_start(&origin[s], eps, norm, clip, &mut rng);
+            if let Some(free) = free {
+                for ((v, &o), &f) in p.iter_mut().zip(&origin[s]).zip(free) {
+                    if !f {
+                        *v = o;
+                    }
+                }
+            }
+            p
+        } else {
+            origin[s].clone()
+        };
+        x.row_mut(row).iter_mut().zip(&p).for_each(|(d, v)| *d = *v);
+    }
+    x
+}
+
 pub(crate) fn random_start(
     x0: &[f64],
     eps: f64,

@@ -13,12 +13,12 @@
 //! every restart is a candidate: the result is the closest one that meets the
 //! goal, or the one with the lowest margin when none does.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use serde::Serialize;
 
 use super::{
     ascent_direction, check_args, chunk_samples, finish, forward_batched, loss_and_grad, project,
-    random_start, AttackResult, Best, Clip, Goal, Norm, Rng,
+    starting_points, AttackResult, Best, Clip, Goal, Norm,
 };
 use crate::model::Network;
 use crate::{Error, Result};
@@ -181,25 +181,17 @@ pub fn pgd(
         let end = (start + per).min(n);
         let rows = (end - start) * r_n;
         let origin: Vec<Vec<f64>> = (start..end).map(|s| x0.row(s).to_vec()).collect();
-        let mut x = Array2::<f64>::zeros((rows, n_in));
-        for row in 0..rows {
-            let (s, r) = (row / r_n, row % r_n);
-            let p = if r > 0 || opts.random_start {
-                let mut rng = Rng::for_sample(opts.seed, start + s, r);
-                let mut p = random_start(&origin[s], opts.eps, opts.norm, &opts.clip, &mut rng);
-                if let Some(free) = &opts.free {
-                    for ((v, &o), &f) in p.iter_mut().zip(&origin[s]).zip(free) {
-                        if !f {
-                            *v = o;
-                        }
-                    }
-                }
-                p
-            } else {
-                origin[s].clone()
-            };
-            x.row_mut(row).iter_mut().zip(&p).for_each(|(d, v)| *d = *v);
-        }
+        let mut x = starting_points(
+            &origin,
+            start,
+            r_n,
+            opts.random_start,
+            opts.seed,
+            opts.eps,
+            opts.norm,
+            &opts.clip,
+            opts.free.as_deref(),
+        );
         let loss = |row: usize, y: &[f64], g: &mut [f64]| {
             opts.loss.value_and_grad(goals[start + row / r_n], y, g)
         };
