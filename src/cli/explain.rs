@@ -130,6 +130,27 @@ fn predicted(net: &Network, x: &[f64]) -> Result<usize> {
     Ok(crate::argmax(y.iter().copied()))
 }
 
+/// Class labels from a file (.npy or .csv), checked to be classes of `net`.
+fn read_labels(path: Option<&Path>, net: &Network) -> Result<Option<Vec<usize>>> {
+    let Some(p) = path else { return Ok(None) };
+    let raw = nnexplain::input::read_array(p)
+        .with_context(|| format!("reading labels {}", p.display()))?;
+    raw.iter()
+        .map(|&v| {
+            if v.fract() == 0.0 && v >= 0.0 && (v as usize) < net.output_len() {
+                Ok(v as usize)
+            } else {
+                anyhow::bail!(
+                    "{}: label {v} is not a class of the network ({} outputs)",
+                    p.display(),
+                    net.output_len()
+                )
+            }
+        })
+        .collect::<Result<Vec<usize>>>()
+        .map(Some)
+}
+
 fn one_sample(data: &InputArgs, net: &Network) -> Result<Vec<f64>> {
     let x = data.samples(net)?;
     if x.nrows() != 1 {
@@ -260,8 +281,7 @@ pub fn smug_cmd(a: SmugArgs) -> Result<ExitCode> {
     let base_sal = smug::saliency(&grid, &mp, &fl, &base_keep);
     let ig = input_ig(&net, &grid, &x, label, a.steps)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let status = serde_json::to_value(solved.status)?;
-    say!("{}", status.as_str().unwrap_or("?"));
+    say!("{}", solved.status.as_str());
     say!(
         "class {label}  neurons {:?}  mask {} of {} cells (SMUG_base {})  bound {}  {:.3} s  recheck {}",
         neurons,
@@ -384,16 +404,7 @@ pub fn minimal_mask_cmd(a: MinimalMaskArgs) -> Result<ExitCode> {
                 xs.nrows()
             );
         };
-        let labels: Option<Vec<usize>> = match &a.labels {
-            Some(p) => Some(
-                nnexplain::input::read_array(p)
-                    .with_context(|| format!("reading labels {}", p.display()))?
-                    .iter()
-                    .map(|&v| v as usize)
-                    .collect(),
-            ),
-            None => None,
-        };
+        let labels = read_labels(a.labels.as_deref(), &net)?;
         if labels.as_ref().is_some_and(|l| l.len() != xs.nrows()) {
             anyhow::bail!(
                 "{} labels for {} samples",
@@ -425,7 +436,7 @@ pub fn minimal_mask_cmd(a: MinimalMaskArgs) -> Result<ExitCode> {
             ) {
                 Ok(m) => format!(
                     "{i},{label},{},{},{},{},{},{:.6},{},{}",
-                    serde_json::to_value(m.status)?.as_str().unwrap_or("?"),
+                    m.status.as_str(),
                     m.mask_size,
                     m.bound.map_or(String::new(), |b| b.to_string()),
                     m.greedy_size,
@@ -461,10 +472,7 @@ pub fn minimal_mask_cmd(a: MinimalMaskArgs) -> Result<ExitCode> {
         &opts,
         &CancelToken::new(),
     )?;
-    say!(
-        "{}",
-        serde_json::to_value(m.status)?.as_str().unwrap_or("?")
-    );
+    say!("{}", m.status.as_str());
     say!(
         "class {label}  mask {} of {} cells (greedy {})  bound {}  found by {}  {:.3} s  recheck {} (margin {:.4})",
         m.mask_size,
@@ -599,16 +607,7 @@ pub fn lsc_cmd(a: LscArgs) -> Result<ExitCode> {
     let (_, h, w) = dims;
     let xs = a.data.samples(&net)?;
     let n = a.count.unwrap_or(xs.nrows()).min(xs.nrows());
-    let labels: Option<Vec<usize>> = match &a.labels {
-        Some(p) => Some(
-            nnexplain::input::read_array(p)
-                .with_context(|| format!("reading labels {}", p.display()))?
-                .iter()
-                .map(|&v| v as usize)
-                .collect(),
-        ),
-        None => None,
-    };
+    let labels = read_labels(a.labels.as_deref(), &net)?;
     if labels.as_ref().is_some_and(|l| l.len() < n) {
         anyhow::bail!("fewer labels than images");
     }
@@ -677,7 +676,7 @@ pub fn lsc_cmd(a: LscArgs) -> Result<ExitCode> {
                             )?;
                             cmp += &format!(
                                 ",{},{},{:.6}",
-                                serde_json::to_value(r.status)?.as_str().unwrap_or("?"),
+                                r.status.as_str(),
                                 r.mask_size,
                                 t.elapsed().as_secs_f64()
                             );
@@ -709,7 +708,7 @@ pub fn lsc_cmd(a: LscArgs) -> Result<ExitCode> {
                     let extra = if m == LscMethod::Smug {
                         format!(
                             "{},{},{},{:.6},{recheck}{cmp}",
-                            serde_json::to_value(solved.status)?.as_str().unwrap_or("?"),
+                            solved.status.as_str(),
                             solved.mask_size,
                             solved.bound.map_or(String::new(), |b| b.to_string()),
                             wall

@@ -54,6 +54,21 @@ pub enum Status {
     Error,
 }
 
+impl Status {
+    /// The name used in JSON and CSV (`optimal`, `timeout`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Optimal => "optimal",
+            Status::Feasible => "feasible",
+            Status::Infeasible => "infeasible",
+            Status::Unknown => "unknown",
+            Status::Timeout => "timeout",
+            Status::Cancelled => "cancelled",
+            Status::Error => "error",
+        }
+    }
+}
+
 /// The same record from every backend.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
