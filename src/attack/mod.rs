@@ -14,6 +14,7 @@
 //! | [`cw`] | Carlini–Wagner ℓ2 (Carlini & Wagner 2017) |
 //! | [`apgd`] | AutoPGD with CE and DLR losses (Croce & Hein 2020) |
 //! | [`boundary`] | closest-boundary search, BSM, BIG and AGI (Wang et al. 2022) |
+//! | [`restricted`] | minimal perturbations restricted to feature sets: DeepFool and PGD with bisection, batched over sets (Hsieh et al. 2021) |
 //!
 //! **Margins.** For an untargeted goal with label `l` the margin is
 //! `m(x) = f_l(x) − max_{j≠l} f_j(x)`; for a targeted goal with target `t` it
@@ -31,6 +32,7 @@ pub mod apgd;
 pub mod boundary;
 pub mod cw;
 pub mod pgd;
+pub mod restricted;
 
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;

@@ -14,6 +14,7 @@
 //! | SmoothGrad on IG | [`smoothgrad_ig`] | `1/N Σ_k IG(x + ε_k)` |
 //! | DeepLIFT, rescale rule (Shrikumar et al. 2017) | [`deeplift`] | `(x − x') ⊙ m`, `m` the multipliers |
 //! | guided backprop (Springenberg et al. 2015) | [`guided_backprop`] | backward pass with `ReLU` passing only positive gradients |
+//! | leave-one-out (Zeiler & Fergus 2014) | [`leave_one_out`] | `F(x) − F(x with unit u set to r)` |
 //!
 //! Methods with a baseline report the completeness residual of every map
 //! (`Σ_i A_i` against `F(x) − F(x')`, see [`completeness_residual`]).
@@ -21,6 +22,7 @@
 pub mod baseline;
 pub mod gradient;
 pub mod ig;
+pub mod occlusion;
 pub mod rules;
 pub mod smooth;
 
@@ -37,6 +39,7 @@ pub use gradient::{gradient_x_input, saliency};
 pub use ig::{
     integrated_gradients, integrated_gradients_at, integrated_gradients_from, IgMap, Rule,
 };
+pub use occlusion::leave_one_out;
 pub use rules::{deeplift, deeplift_with, guided_backprop, DEEPLIFT_EPS};
 pub use smooth::{smoothgrad, smoothgrad_ig, Noise};
 

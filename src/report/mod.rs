@@ -1,4 +1,7 @@
-//! Reports for people: PNG heat maps of inputs, masks and attribution maps.
+//! Reports for people: PNG heat maps of inputs, masks and attribution maps,
+//! and line plots of curves ([`plot`]).
+
+pub mod plot;
 
 use std::path::Path;
 
