@@ -5,6 +5,10 @@
 //! * `verify/encode/<instance>`: CROWN bounds plus the encoding of one property
 //!   case into a `Problem`, apart from `verify/solve/<backend>/<instance>`:
 //!   the backend's time on that problem (input splitting works on the network).
+//! * `greedy_as/<net>/top20`: one Greedy-AS explanation (Hsieh et al. 2021,
+//!   Eq. 3, the paper's 5,000 coalitions and 5 % per round) up to 20 % of the
+//!   pixels of one shared MNIST test image, ℓ2 in the `[0, 1]` box, with the
+//!   restricted-DeepFool estimator in f32; the paper reports 13.6 s per image.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -130,5 +134,53 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, verify);
+fn greedy_as(c: &mut Criterion) {
+    use nnexplain::attack::restricted::{
+        DeepFool, Estimator, Features, Precision, Restriction, SubsetRobustness,
+    };
+    use nnexplain::attack::{Clip, Goal, Norm};
+    use nnexplain::explain::{greedy_as, GreedyOptions};
+
+    let images = nnexplain::input::read_array(shared("mnist_samples/mnist_test_100_images_u8.npy"))
+        .expect("shared MNIST images");
+    let x: Vec<f64> = images.iter().take(784).map(|v| v / 255.0).collect();
+    let mut group = c.benchmark_group("greedy_as");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for name in ["mnist_mlp", "mnist_cnn"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(format!("{name}.onnx"));
+        let net = Network::from_onnx(&path).expect("project model");
+        let xa = Array2::from_shape_vec((1, 784), x.clone()).expect("one image");
+        let y = net.forward::<f64>(xa.view()).expect("forward");
+        let label = (0..10)
+            .max_by(|&a, &b| y[[0, a]].total_cmp(&y[[0, b]]))
+            .expect("ten classes");
+        let game = SubsetRobustness::new(
+            &net,
+            &x,
+            Goal::Untargeted { label },
+            Features::for_activation(&net, 0),
+            Estimator::DeepFool(DeepFool::default()),
+            Restriction {
+                norm: Norm::L2,
+                clip: Clip::Range { min: 0.0, max: 1.0 },
+                precision: Precision::F32,
+                ..Restriction::default()
+            },
+        )
+        .expect("game");
+        let opts = GreedyOptions {
+            fraction: 0.2,
+            ..GreedyOptions::default()
+        };
+        group.bench_function(BenchmarkId::new(name, "top20"), |b| {
+            b.iter(|| greedy_as(&game, &opts).expect("Greedy-AS"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, verify, greedy_as);
 criterion_main!(benches);

@@ -77,6 +77,9 @@ enum Command {
     Attack(cli::attack::AttackArgs),
     /// Boundary attributions BSM and BIG from the closest decision-boundary points.
     Boundary(cli::attack::BoundaryArgs),
+    /// Robustness analysis (Hsieh et al. 2021): Greedy-AS, Greedy, One-Step Banzhaf, LOO and
+    /// attribution maps judged by Robustness-S̄_r / S_r curves and AUCs, optionally exact.
+    Robustness(cli::robustness::RobustnessArgs),
     /// SMUG's metrics over a set of images: LSC (Eq. 5), Win %, sparsity, against IG, gradient and boxes.
     Lsc(cli::explain::LscArgs),
     /// Benchmark: bounds and encoding time vs solve time per backend on the
@@ -189,6 +192,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Attribute(a) => cli::attribute::attribute_cmd(a),
         Command::Attack(a) => cli::attack::attack_cmd(a),
         Command::Boundary(a) => cli::attack::boundary_cmd(a),
+        Command::Robustness(a) => cli::robustness::robustness_cmd(a),
         Command::BenchSolve {
             model,
             property,

@@ -409,7 +409,7 @@ pub(crate) fn ascent_direction(g: &[f64], norm: Norm, out: &mut [f64]) {
 /// A small seeded generator (splitmix64): reproducible across platforms and
 /// independent of the batch a sample is run in.
 #[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     /// The stream of sample `sample`, restart `restart` under `seed`.
@@ -421,6 +421,7 @@ impl Rng {
         Rng(b)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

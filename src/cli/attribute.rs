@@ -289,7 +289,7 @@ fn compute(
 }
 
 /// Sums a flattened sample over its channels onto `height × width`.
-fn picture(values: &[f64], dims: Option<ImageDims>) -> (Vec<f64>, usize, usize) {
+pub(crate) fn picture(values: &[f64], dims: Option<ImageDims>) -> (Vec<f64>, usize, usize) {
     match dims {
         Some(d) if d.len() == values.len() => {
             let mut out = vec![0.0; d.height * d.width];

@@ -3,3 +3,4 @@
 pub mod attack;
 pub mod attribute;
 pub mod explain;
+pub mod robustness;

@@ -432,7 +432,7 @@ mod tests {
         let z = Array2::from_shape_fn((all as usize, players), |(k, j)| ((k >> j) & 1) as f32);
         let v: Vec<f64> = (0..all).map(game).collect();
         let (w, _) = banzhaf_regression(&z, players, &v).unwrap();
-        for j in 0..players {
+        for (j, wj) in w.iter().enumerate() {
             let mut sum = 0.0;
             for s in 0..all {
                 if (s >> j) & 1 == 0 {
@@ -440,11 +440,7 @@ mod tests {
                 }
             }
             let banzhaf = sum / (all / 2) as f64;
-            assert!(
-                (w[j] - banzhaf).abs() < 1e-6,
-                "player {j}: {} vs {banzhaf}",
-                w[j]
-            );
+            assert!((wj - banzhaf).abs() < 1e-6, "player {j}: {wj} vs {banzhaf}");
         }
     }
 

@@ -32,8 +32,12 @@ pub struct RobustnessCurves {
     pub off_set: Vec<f64>,
     /// `Robustness-S_r` at each fraction (perturbation on `S_r`).
     pub on_set: Vec<f64>,
-    /// Points of `off_set` where no perturbation was found (scored as the
-    /// unreached value).
+    /// Whether a perturbation was found at each point of `off_set` (where
+    /// not, the point holds the unreached value).
+    pub off_set_reached: Vec<bool>,
+    /// Whether a perturbation was found at each point of `on_set`.
+    pub on_set_reached: Vec<bool>,
+    /// Points of `off_set` where no perturbation was found.
     pub off_set_unreached: usize,
     /// Points of `on_set` where no perturbation was found.
     pub on_set_unreached: usize,
@@ -114,6 +118,8 @@ pub fn robustness_curves(
     Ok(RobustnessCurves {
         auc_off_set: auc(&pct, &off_set),
         auc_on_set: auc(&pct, &on_set),
+        off_set_reached: off.iter().map(|p| p.1).collect(),
+        on_set_reached: on.iter().map(|p| p.1).collect(),
         off_set_unreached: off.iter().filter(|p| !p.1).count(),
         on_set_unreached: on.iter().filter(|p| !p.1).count(),
         fractions: fractions.to_vec(),

@@ -418,7 +418,7 @@ mod tests {
             ],
         };
         write_png(&dir.join("c.png"), &[chart.clone(), chart.clone()]).unwrap();
-        write_svg(&dir.join("c.svg"), &[chart.clone()]).unwrap();
+        write_svg(&dir.join("c.svg"), std::slice::from_ref(&chart)).unwrap();
         let img = image::open(dir.join("c.png")).unwrap();
         assert_eq!(img.width(), 2 * W);
         let svg = std::fs::read_to_string(dir.join("c.svg")).unwrap();
