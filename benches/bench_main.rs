@@ -9,6 +9,13 @@
 //!   Eq. 3, the paper's 5,000 coalitions and 5 % per round) up to 20 % of the
 //!   pixels of one shared MNIST test image, ℓ2 in the `[0, 1]` box, with the
 //!   restricted-DeepFool estimator in f32; the paper reports 13.6 s per image.
+//! * `throughput/<ig200_f32|ig200_f64|pgd_linf100>/<net>`: Integrated
+//!   Gradients (200 midpoint steps, zero baseline, the predicted logit) and
+//!   untargeted PGD (ℓ∞, 100 steps, one random start, cross-entropy) over the
+//!   100 shared MNIST test images on mnist-net_256x4 and the 100 shared
+//!   CIFAR-10 images on cifar_base_kw, as images per second.
+//!   `benches/captum_pgd_reference.py` times Captum and a PyTorch PGD loop
+//!   on the same weights and inputs and prints both side by side.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -182,5 +189,127 @@ fn greedy_as(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, verify, greedy_as);
+criterion_group!(benches, forward, verify, greedy_as, throughput);
 criterion_main!(benches);
+
+/// The 100 shared MNIST test images in `[0, 1]` (`[100, 784]`) and the 100
+/// shared CIFAR-10 test images, CHW, normalised as the oval21 networks expect
+/// (`(x − mean_c) / 0.225`), with the box `[0, 1]` maps to.
+fn throughput_inputs() -> Vec<(
+    &'static str,
+    &'static str,
+    Array2<f64>,
+    nnexplain::attack::Clip,
+    f64,
+)> {
+    use nnexplain::attack::Clip;
+    let mnist = nnexplain::input::read_array(shared("mnist_samples/mnist_test_100_images_u8.npy"))
+        .expect("shared MNIST images");
+    let mnist = Array2::from_shape_vec((100, 784), mnist.iter().map(|v| v / 255.0).collect())
+        .expect("100 MNIST images");
+    let cifar =
+        nnexplain::input::read_array(shared("cifar10_samples/cifar10_test_100_images_hwc_u8.npy"))
+            .expect("shared CIFAR images");
+    let hwc: Vec<f64> = cifar.iter().copied().collect();
+    let mean = [0.485, 0.456, 0.406];
+    let std = 0.225;
+    let mut chw = vec![0.0; 100 * 3072];
+    let (mut lower, mut upper) = (vec![0.0; 3072], vec![0.0; 3072]);
+    for s in 0..100 {
+        for p in 0..1024 {
+            for c in 0..3 {
+                chw[s * 3072 + c * 1024 + p] = (hwc[s * 3072 + p * 3 + c] / 255.0 - mean[c]) / std;
+            }
+        }
+    }
+    for c in 0..3 {
+        for p in 0..1024 {
+            lower[c * 1024 + p] = (0.0 - mean[c]) / std;
+            upper[c * 1024 + p] = (1.0 - mean[c]) / std;
+        }
+    }
+    vec![
+        (
+            "mnist-net_256x4",
+            "vnncomp2021_mnist_fc/onnx/mnist-net_256x4.onnx",
+            mnist,
+            Clip::Range { min: 0.0, max: 1.0 },
+            0.03,
+        ),
+        (
+            "cifar_base_kw",
+            "vnncomp2021_oval21_cifar/onnx/cifar_base_kw.onnx",
+            Array2::from_shape_vec((100, 3072), chw).expect("100 CIFAR images"),
+            Clip::Box { lower, upper },
+            2.0 / 255.0 / std,
+        ),
+    ]
+}
+
+fn throughput(c: &mut Criterion) {
+    use nnexplain::attack::pgd::{pgd, PgdOptions};
+    use nnexplain::attack::{Goal, Norm};
+    use nnexplain::attrib::{integrated_gradients, Baseline, Rule, Target};
+    use nnexplain::Objective;
+
+    let mut group = c.benchmark_group("throughput");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
+    for (name, rel, x, clip, eps) in throughput_inputs() {
+        let net = Network::from_onnx(shared(rel)).expect("shared network");
+        let y = net.forward::<f64>(x.view()).expect("forward");
+        let labels: Vec<usize> = y
+            .rows()
+            .into_iter()
+            .map(|r| {
+                (0..r.len())
+                    .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+                    .expect("classes")
+            })
+            .collect();
+        let target = Target::PerSample(labels.iter().map(|&l| Objective::Logit(l)).collect());
+        let x32 = x.mapv(|v| v as f32);
+        group.throughput(Throughput::Elements(x.nrows() as u64));
+        group.bench_function(BenchmarkId::new("ig200_f32", name), |b| {
+            b.iter(|| {
+                integrated_gradients::<f32>(
+                    &net,
+                    x32.view(),
+                    &Baseline::Zero,
+                    &target,
+                    200,
+                    Rule::Midpoint,
+                )
+                .expect("IG")
+            })
+        });
+        group.bench_function(BenchmarkId::new("ig200_f64", name), |b| {
+            b.iter(|| {
+                integrated_gradients::<f64>(
+                    &net,
+                    x.view(),
+                    &Baseline::Zero,
+                    &target,
+                    200,
+                    Rule::Midpoint,
+                )
+                .expect("IG")
+            })
+        });
+        let goals: Vec<Goal> = labels
+            .iter()
+            .map(|&label| Goal::Untargeted { label })
+            .collect();
+        let opts = PgdOptions {
+            norm: Norm::Linf,
+            eps,
+            steps: 100,
+            clip: clip.clone(),
+            ..PgdOptions::default()
+        };
+        group.bench_function(BenchmarkId::new("pgd_linf100", name), |b| {
+            b.iter(|| pgd(&net, x.view(), &goals, &opts).expect("PGD"))
+        });
+    }
+    group.finish();
+}

@@ -31,8 +31,8 @@ use serde::Serialize;
 
 use crate::attack::restricted::SubsetRobustness;
 use crate::attack::Rng;
-use crate::model::Float;
 use crate::{Error, Result};
+use rayon::prelude::*;
 
 /// Which of the paper's two objectives an explanation optimises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
@@ -306,6 +306,36 @@ fn sample_coalitions(
     (sets, z)
 }
 
+/// `ZᵀZ` (upper triangle, row-major `[players, players]`) of the 0/1 matrix
+/// `z` (`[coalitions, players]`, row-major) by AND + popcount over the
+/// columns packed as bit sets.
+fn indicator_gram(z: &[f32], coalitions: usize, players: usize) -> Vec<u64> {
+    let words = coalitions.div_ceil(64);
+    let mut bits = vec![0u64; players * words];
+    for (k, row) in z.chunks_exact(players.max(1)).enumerate() {
+        for (j, &b) in row.iter().enumerate() {
+            if b != 0.0 {
+                bits[j * words + k / 64] |= 1 << (k % 64);
+            }
+        }
+    }
+    let mut gram = vec![0u64; players * players];
+    gram.par_chunks_mut(players.max(1))
+        .enumerate()
+        .for_each(|(i, row)| {
+            let a = &bits[i * words..(i + 1) * words];
+            for (j, g) in row.iter_mut().enumerate().skip(i) {
+                let b = &bits[j * words..(j + 1) * words];
+                *g = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| u64::from((x & y).count_ones()))
+                    .sum();
+            }
+        });
+    gram
+}
+
 /// Ridge added to the players' diagonal of the normal equations, relative to
 /// the number of coalitions: it only matters for a player that no coalition
 /// (or every coalition) holds, whose coefficient it sets to 0 instead of
@@ -315,9 +345,11 @@ const RIDGE: f64 = 1e-9;
 /// Least squares with an intercept (Eq. 6): `(w, c)` minimising
 /// `Σ_k (wᵀ z_k + c − v_k)²` for 0/1 rows `z_k` (`z`: `[coalitions, players]`).
 ///
-/// The normal equations are formed with one `f32` GEMM (`ZᵀZ` of a 0/1
-/// matrix holds integer counts, exact in `f32` below 2²⁴ coalitions) and
-/// solved in `f64` by Cholesky.
+/// `ZᵀZ` of a 0/1 matrix holds the integer counts `|{k : z_ki = z_kj = 1}|`:
+/// every column is packed into a bit set over the coalitions and each entry
+/// of the upper triangle is one AND + popcount sweep (exact, about 60× fewer
+/// operations than a dense GEMM at 5,000 coalitions). The normal equations
+/// are solved in `f64` by Cholesky.
 pub fn banzhaf_regression(z: &Array2<f32>, players: usize, v: &[f64]) -> Result<(Vec<f64>, f64)> {
     let s = z.nrows();
     if z.ncols() != players || v.len() != s {
@@ -328,11 +360,6 @@ pub fn banzhaf_regression(z: &Array2<f32>, players: usize, v: &[f64]) -> Result<
             z.ncols()
         )));
     }
-    if s >= 1 << 24 {
-        return Err(Error::InvalidArgument(format!(
-            "{s} coalitions: the exact f32 counts stop at 2^24"
-        )));
-    }
     if v.iter().any(|x| !x.is_finite()) {
         return Err(Error::InvalidArgument(
             "a coalition value is not finite".into(),
@@ -340,8 +367,12 @@ pub fn banzhaf_regression(z: &Array2<f32>, players: usize, v: &[f64]) -> Result<
     }
     let zs = z.as_standard_layout();
     let zs = zs.as_slice().unwrap_or(&[]);
-    let mut gram = vec![0.0f32; players * players];
-    f32::gemm(players, players, s, zs, true, zs, false, &mut gram, false);
+    if let Some(b) = zs.iter().find(|&&b| b != 0.0 && b != 1.0) {
+        return Err(Error::InvalidArgument(format!(
+            "a coalition indicator is {b}, not 0 or 1"
+        )));
+    }
+    let gram = indicator_gram(zs, s, players);
     let n = players + 1;
     let mut counts = vec![0.0f64; players];
     let mut zv = vec![0.0f64; players];
@@ -354,7 +385,9 @@ pub fn banzhaf_regression(z: &Array2<f32>, players: usize, v: &[f64]) -> Result<
         }
     }
     let a = faer::Mat::<f64>::from_fn(n, n, |i, j| match (i < players, j < players) {
-        (true, true) => gram[i * players + j] as f64 + if i == j { RIDGE * s as f64 } else { 0.0 },
+        (true, true) => {
+            gram[i.min(j) * players + i.max(j)] as f64 + if i == j { RIDGE * s as f64 } else { 0.0 }
+        }
         (true, false) => counts[i],
         (false, true) => counts[j],
         (false, false) => s as f64,
