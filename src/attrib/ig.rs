@@ -17,9 +17,10 @@ use ndarray::{s, Array2, ArrayView2, Axis};
 use serde::Serialize;
 
 use super::{
-    check_batch, completeness_residual, from_f64, row_gradients, row_values, to_f64, Attribution,
-    Baseline, Method, Target, ROWS,
+    check_batch, completeness_residual, from_f64, row_gradients, row_values, rows_for, to_f64,
+    Attribution, Baseline, Method, Target,
 };
+use crate::model::backward::linear_vjp;
 use crate::model::{Float, Network, Objective};
 use crate::{Error, Result};
 
@@ -182,22 +183,44 @@ pub fn integrated_gradients_from<T: Float>(
     let base = baselines
         .broadcast((b, n))
         .ok_or_else(|| Error::Shape("the baseline does not broadcast".into()))?;
+    // The leading layers that are linear up to a constant (Dense, Conv, an
+    // in-graph normalisation, reshapes) carry the straight path
+    // a' + α (a − a') onto the straight path L(a') + α (L(a) − L(a')) with the
+    // same α, and their Jacobian J is constant, so
+    // Σ_k w_k ∂F/∂a (α_k) = Jᵀ Σ_k w_k ∂F/∂L(a) (α_k): the points run from the
+    // first non-linear layer on, and the weighted sum of their gradients goes
+    // back through J once per sample instead of once per point. The quadrature
+    // is the same; only the first layers' work per point is saved.
+    let mid = (from..net.len())
+        .find(|&i| !net.layer(i).is_linear())
+        .unwrap_or(net.len());
+    let base = base.to_owned();
+    let (pa, pb) = if mid > from {
+        (
+            net.forward_range(from, mid, a)?,
+            net.forward_range(from, mid, base.view())?,
+        )
+    } else {
+        (a.to_owned(), base.clone())
+    };
+    let m = pa.ncols();
     let points = rule.points(steps);
     let p = points.len();
     let total = b * p;
-    let mut avg = Array2::<f64>::zeros((b, n));
-    let mut rows = Array2::<T>::zeros((ROWS.min(total), n));
-    for start in (0..total).step_by(ROWS) {
-        let end = (start + ROWS).min(total);
+    let mut avg = Array2::<f64>::zeros((b, m));
+    let per = rows_for::<T>(net, mid);
+    let mut rows = Array2::<T>::zeros((per.min(total), m));
+    for start in (0..total).step_by(per) {
+        let end = (start + per).min(total);
         let mut batch = rows.slice_mut(s![..end - start, ..]);
         for (r, mut row) in batch.axis_iter_mut(Axis(0)).enumerate() {
             let (sb, k) = ((start + r) / p, (start + r) % p);
             let alpha = T::from_f64(points[k].0);
-            for ((o, &x), &x0) in row.iter_mut().zip(a.row(sb)).zip(base.row(sb)) {
+            for ((o, &x), &x0) in row.iter_mut().zip(pa.row(sb)).zip(pb.row(sb)) {
                 *o = x0 + alpha * (x - x0);
             }
         }
-        let (_, g) = row_gradients(net, from, batch.view(), |r| {
+        let (_, g) = row_gradients(net, mid, batch.view(), |r| {
             target.objective((start + r) / p)
         })?;
         for (r, gr) in g.axis_iter(Axis(0)).enumerate() {
@@ -208,6 +231,14 @@ pub fn integrated_gradients_from<T: Float>(
                 .zip(gr)
                 .for_each(|(s, v)| *s += w * v.as_f64());
         }
+    }
+    for i in (from..mid).rev() {
+        avg = linear_vjp(net.layer(i), net.activation_len(i), avg.view()).ok_or_else(|| {
+            Error::Numeric {
+                layer: format!("{i} '{}'", net.nodes()[i].name),
+                message: "a linear layer without a vector-Jacobian product".into(),
+            }
+        })?;
     }
     let mut maps = Array2::<T>::zeros((b, n));
     let mut sums = vec![0.0; b];
@@ -223,7 +254,7 @@ pub fn integrated_gradients_from<T: Float>(
         }
     }
     let values = row_values(net, from, a, |r| target.objective(r))?;
-    let baseline_values = row_values(net, from, base, |r| target.objective(r))?;
+    let baseline_values = row_values(net, from, base.view(), |r| target.objective(r))?;
     let residuals = (0..b)
         .map(|i| completeness_residual(sums[i], values[i], baseline_values[i]))
         .collect();

@@ -46,6 +46,22 @@ pub use smooth::{smoothgrad, smoothgrad_ig, Noise};
 /// Rows run through the network per batch (samples × steps or draws).
 pub(crate) const ROWS: usize = 256;
 
+/// Bytes of the widest activation of one batch that [`rows_for`] aims at:
+/// small enough that a batch's activations (and a convolution's patch
+/// matrix) stay in the caches and below the allocator's mmap threshold.
+const BATCH_BYTES: usize = 2 << 20;
+
+/// Rows per batch for a pass through layers `from..` in `T`: the widest
+/// activation times the rows stays near [`BATCH_BYTES`], between 32 and 512.
+pub(crate) fn rows_for<T>(net: &Network, from: usize) -> usize {
+    let widest = (from..=net.len())
+        .map(|i| net.activation_len(i))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    (BATCH_BYTES / (widest * std::mem::size_of::<T>())).clamp(32, 512)
+}
+
 /// Which attribution method produced a map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
