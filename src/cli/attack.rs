@@ -12,6 +12,7 @@ use nnexplain::attack::{
     BigBaselines, BoundaryObjective, BoundaryOptions, BoundarySearch, Clip, CwOptions, Goal, Loss,
     Method, Norm, PgdOptions,
 };
+use nnexplain::metrics::attribution::{box_scores, BoxScores};
 use nnexplain::model::Reference;
 use nnexplain::report::{channel_sum, side_by_side, Colour, Panel};
 use nnexplain::Network;
@@ -460,9 +461,73 @@ pub struct BoundaryArgs {
     /// BIG: trapezoid intervals.
     #[arg(long, default_value_t = 20)]
     big_steps: usize,
+    /// Score every map against the ground truth "pixels whose value (mean
+    /// over channels) is above T" (the strokes of a digit, say): Localization,
+    /// Energy Game, Positive Percentage and Concentration (Wang et al. 2022,
+    /// Defs. 8-11), per sample in the CSV and as means.
+    #[arg(long)]
+    truth_above: Option<f64>,
     /// Directory for <method>.npy, <method>.json and <method>.png (<method>.csv in dataset mode).
     #[arg(long)]
     out: PathBuf,
+}
+
+/// The four ground-truth scores (Wang et al. 2022, Defs. 8-11) of every map,
+/// against the pixels whose value (mean over channels) is above `t`.
+pub(crate) fn truth_scores(
+    net: &Network,
+    xs: ArrayView2<f64>,
+    maps: &[Vec<f64>],
+    t: f64,
+) -> Result<Vec<BoxScores>> {
+    if !t.is_finite() {
+        anyhow::bail!("--truth-above must be a finite number, got {t}");
+    }
+    let (h, w) = picture_dims(net);
+    let channels = (net.input_len() / (h * w).max(1)).max(1) as f64;
+    xs.rows()
+        .into_iter()
+        .zip(maps)
+        .enumerate()
+        .map(|(i, (x, m))| {
+            let truth: Vec<bool> = channel_sum(&x.to_vec(), h, w)
+                .iter()
+                .map(|v| v / channels > t)
+                .collect();
+            if !truth.iter().any(|&b| b) {
+                anyhow::bail!(
+                    "sample {i} has no pixel above --truth-above {t}: its ground truth is empty"
+                );
+            }
+            Ok(box_scores(&channel_sum(m, h, w), &truth, h, w)?)
+        })
+        .collect()
+}
+
+/// The four score cells of sample `i` of a CSV row (empty without scores).
+pub(crate) fn score_cells(scores: Option<&[BoxScores]>, i: usize) -> String {
+    scores.map_or_else(
+        || ",,,".to_string(),
+        |v| {
+            let s = v[i];
+            format!(
+                "{},{},{},{}",
+                s.localization, s.energy_game, s.positive_percentage, s.concentration
+            )
+        },
+    )
+}
+
+/// Means of the four scores, as JSON.
+pub(crate) fn mean_scores(scores: &[BoxScores]) -> serde_json::Value {
+    let n = scores.len().max(1) as f64;
+    let mean = |f: fn(&BoxScores) -> f64| scores.iter().map(f).sum::<f64>() / n;
+    serde_json::json!({
+        "localization": mean(|s| s.localization),
+        "energy_game": mean(|s| s.energy_game),
+        "positive_percentage": mean(|s| s.positive_percentage),
+        "concentration": mean(|s| s.concentration),
+    })
 }
 
 /// A picture size for a flattened input: the last two dimensions of size
@@ -572,6 +637,10 @@ pub fn boundary_cmd(a: BoundaryArgs) -> Result<ExitCode> {
         }
     }
     let wall_s = t0.elapsed().as_secs_f64();
+    let scores = match a.truth_above {
+        Some(t) => Some(truth_scores(&net, xs.view(), &maps, t)?),
+        None => None,
+    };
     let name = format!("{:?}", a.method).to_lowercase();
     let shape = if n == 1 {
         net.input_shape().to_vec()
@@ -616,6 +685,7 @@ pub fn boundary_cmd(a: BoundaryArgs) -> Result<ExitCode> {
         serde_json::json!({
             "settings": settings, "label": labels[0], "boundary": s.closest,
             "points_found": s.found.len(), "completeness_residual": residuals[0],
+            "truth_scores": scores.as_ref().map(|v| v[0]),
             "attributions": maps[0],
         })
     } else {
@@ -624,13 +694,13 @@ pub fn boundary_cmd(a: BoundaryArgs) -> Result<ExitCode> {
             std::fs::File::create(&csv).with_context(|| format!("creating {}", csv.display()))?;
         writeln!(
             f,
-            "index,label,success,distance,margin,class,method,eps,points_found,completeness_residual"
+            "index,label,success,distance,margin,class,method,eps,points_found,completeness_residual,localization,energy_game,positive_percentage,concentration"
         )?;
         for (i, s) in searches.iter().enumerate() {
             let p = &s.closest;
             writeln!(
                 f,
-                "{i},{},{},{},{},{},{:?},{},{},{}",
+                "{i},{},{},{},{},{},{:?},{},{},{},{}",
                 labels[i],
                 p.success,
                 p.distance,
@@ -639,13 +709,19 @@ pub fn boundary_cmd(a: BoundaryArgs) -> Result<ExitCode> {
                 p.method,
                 p.eps,
                 s.found.len(),
-                residuals[i].map_or(String::new(), |r| r.to_string())
+                residuals[i].map_or(String::new(), |r| r.to_string()),
+                score_cells(scores.as_deref(), i)
             )?;
         }
         let found = searches.iter().filter(|s| s.closest.success).count();
         say!("{name}: boundary points for {found}/{n} samples  {wall_s:.1} s");
+        let means = scores.as_deref().map(mean_scores);
+        if let Some(m) = &means {
+            say!("{name}: mean ground-truth scores {m}");
+        }
         serde_json::json!({
             "settings": settings, "samples": n, "found": found, "csv": format!("{name}.csv"),
+            "truth_above": a.truth_above, "mean_truth_scores": means,
         })
     };
     let jpath = a.out.join(format!("{name}.json"));

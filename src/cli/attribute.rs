@@ -143,6 +143,11 @@ pub struct AttributeArgs {
     /// Seed of the noise (SmoothGrad and the noise baseline).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Score every map against the ground truth "pixels whose value (mean
+    /// over channels) is above T": Localization, Energy Game, Positive
+    /// Percentage and Concentration (Wang et al. 2022, Defs. 8-11).
+    #[arg(long)]
+    truth_above: Option<f64>,
     /// Directory for <method>.npy, <method>.json, <method>.png (and <method>.csv for several samples).
     #[arg(long)]
     out: PathBuf,
@@ -376,6 +381,14 @@ pub fn attribute_cmd(a: AttributeArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let attr = compute(method, &a, &net, x.view(), &target, &baseline)?;
     let wall_s = started.elapsed().as_secs_f64();
+    let scores = match a.truth_above {
+        Some(t) => {
+            let maps: Vec<Vec<f64>> = attr.maps.rows().into_iter().map(|r| r.to_vec()).collect();
+            Some(crate::cli::attack::truth_scores(&net, x.view(), &maps, t)?)
+        }
+        None => None,
+    };
+    let means = scores.as_deref().map(crate::cli::attack::mean_scores);
 
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let name = method.name();
@@ -416,7 +429,13 @@ pub fn attribute_cmd(a: AttributeArgs) -> Result<ExitCode> {
         "completeness_residual": one(&attr.residuals),
         "worst_completeness_residual": attr.worst_residual(),
         "wall_s": wall_s,
+        "truth_above": a.truth_above,
+        "truth_scores": scores.as_ref().map(|v| if n == 1 { serde_json::json!(v[0]) } else { serde_json::json!(v) }),
+        "mean_truth_scores": means,
     });
+    if let Some(m) = &means {
+        say!("{name}: mean ground-truth scores over {n} samples {m}");
+    }
     let jpath = a.out.join(format!("{name}.json"));
     std::fs::write(&jpath, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", jpath.display()))?;
@@ -424,7 +443,7 @@ pub fn attribute_cmd(a: AttributeArgs) -> Result<ExitCode> {
     if n > 1 {
         let cpath = a.out.join(format!("{name}.csv"));
         let mut csv =
-            String::from("sample,target,predicted,f_input,f_baseline,completeness_residual\n");
+            String::from("sample,target,predicted,f_input,f_baseline,completeness_residual,localization,energy_game,positive_percentage,concentration\n");
         let opt = |v: &Option<Vec<f64>>, i: usize, sci: bool| {
             v.as_ref().map_or(String::new(), |v| {
                 if sci {
@@ -437,12 +456,13 @@ pub fn attribute_cmd(a: AttributeArgs) -> Result<ExitCode> {
         for i in 0..n {
             let sample = a.data.index.unwrap_or(0) + i;
             csv.push_str(&format!(
-                "{sample},{},{},{},{},{}\n",
+                "{sample},{},{},{},{},{},{}\n",
                 classes[i],
                 predicted[i],
                 attr.values[i],
                 opt(&attr.baseline_values, i, false),
-                opt(&attr.residuals, i, true)
+                opt(&attr.residuals, i, true),
+                crate::cli::attack::score_cells(scores.as_deref(), i)
             ));
         }
         std::fs::write(&cpath, csv).with_context(|| format!("writing {}", cpath.display()))?;
