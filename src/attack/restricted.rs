@@ -136,17 +136,22 @@ pub struct DeepFool {
     /// each step (DeepFool's multi-class rule takes the one whose boundary is
     /// closest, `argmin_l m_l / ‖∇m_l‖`); each costs one backward pass.
     pub candidates: usize,
-    /// Bisection steps along the segment from `x` to the point found.
+    /// Regula-falsi steps along the segment from `x` to the point found.
     pub refine: usize,
 }
+// The defaults (2 candidates, 3 refine steps) were chosen on `mnist_mlp`,
+// ℓ2, 2,000 random half-sets on each of the first 5 MNIST test images: the
+// mean estimate is within 0.014 % of 3 candidates and 5 steps (0.99114 vs
+// 0.99100) at about three quarters of the time; 1 candidate costs 0.4 %, 2
+// steps 0.25 %.
 
 impl Default for DeepFool {
     fn default() -> Self {
         DeepFool {
             iterations: 50,
             overshoot: 0.02,
-            candidates: 3,
-            refine: 5,
+            candidates: 2,
+            refine: 3,
         }
     }
 }
