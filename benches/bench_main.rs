@@ -9,7 +9,7 @@
 //!   Eq. 3, the paper's 5,000 coalitions and 5 % per round) up to 20 % of the
 //!   pixels of one shared MNIST test image, ℓ2 in the `[0, 1]` box, with the
 //!   restricted-DeepFool estimator in f32; the paper reports 13.6 s per image.
-//! * `throughput/<ig200_f32|ig200_f64|pgd_linf100>/<net>`: Integrated
+//! * `throughput/<ig200_f32|ig200_f64|pgd_linf100|pgd_linf100_f32>/<net>`: Integrated
 //!   Gradients (200 midpoint steps, zero baseline, the predicted logit) and
 //!   untargeted PGD (ℓ∞, 100 steps, one random start, cross-entropy) over the
 //!   100 shared MNIST test images on mnist-net_256x4 and the 100 shared
@@ -309,6 +309,13 @@ fn throughput(c: &mut Criterion) {
         };
         group.bench_function(BenchmarkId::new("pgd_linf100", name), |b| {
             b.iter(|| pgd(&net, x.view(), &goals, &opts).expect("PGD"))
+        });
+        let opts32 = PgdOptions {
+            precision: nnexplain::attack::restricted::Precision::F32,
+            ..opts.clone()
+        };
+        group.bench_function(BenchmarkId::new("pgd_linf100_f32", name), |b| {
+            b.iter(|| pgd(&net, x.view(), &goals, &opts32).expect("PGD"))
         });
     }
     group.finish();

@@ -165,7 +165,8 @@ def main():
     for r in rows:
         for ours, ref, label in (("ig200_f32", "captum_ig200", "IG 200 (f32)"),
                                  ("ig200_f64", "captum_ig200", "IG 200 (f64)"),
-                                 ("pgd_linf100", "torch_pgd_linf100", "PGD linf 100")):
+                                 ("pgd_linf100", "torch_pgd_linf100", "PGD linf 100"),
+                                 ("pgd_linf100_f32", "torch_pgd_linf100", "PGD (f32)")):
             rate = rust_rate(ours, r["net"])
             r[ours] = rate
             ratio = f"{rate / r[ref]:.1f}x" if rate else "-"

@@ -534,6 +534,31 @@ pub(crate) fn loss_and_grad(
     Ok((y, values, grad))
 }
 
+/// [`loss_and_grad`] with the network's passes in `f32`: the points, the
+/// outputs and the gradient are converted at the ends, the loss is taken in
+/// `f64`.
+pub(crate) fn loss_and_grad_f32(
+    net: &Network,
+    x: ArrayView2<f64>,
+    loss: &RowLoss<'_>,
+) -> Result<(Array2<f64>, Vec<f64>, Array2<f64>)> {
+    let trace = net.trace::<f32>(x.mapv(|v| v as f32).view())?;
+    let y = trace.output().mapv(f64::from);
+    let mut gy = Array2::<f32>::zeros(y.raw_dim());
+    let mut values = Vec::with_capacity(y.nrows());
+    let mut buf = vec![0.0; y.ncols()];
+    for (r, yr) in y.rows().into_iter().enumerate() {
+        let yr = yr.to_vec();
+        values.push(loss(r, &yr, &mut buf));
+        gy.row_mut(r)
+            .iter_mut()
+            .zip(&buf)
+            .for_each(|(g, b)| *g = *b as f32);
+    }
+    let grad = net.backward(&trace, 0, gy.view())?.mapv(f64::from);
+    Ok((y, values, grad))
+}
+
 /// Runs `x` forward in batches of at most `batch` rows.
 pub(crate) fn forward_batched(
     net: &Network,

@@ -16,9 +16,10 @@
 use ndarray::ArrayView2;
 use serde::Serialize;
 
+use super::restricted::Precision;
 use super::{
-    ascent_direction, check_args, chunk_samples, finish, forward_batched, loss_and_grad, project,
-    starting_points, AttackResult, Best, Clip, Goal, Norm,
+    ascent_direction, check_args, chunk_samples, finish, forward_batched, loss_and_grad,
+    loss_and_grad_f32, project, starting_points, AttackResult, Best, Clip, Goal, Norm,
 };
 use crate::model::Network;
 use crate::{Error, Result};
@@ -120,6 +121,11 @@ pub struct PgdOptions {
     /// is zeroed elsewhere and random starts leave the others at `x₀`
     /// (subset-restricted PGD, Hsieh et al. 2021 §3).
     pub free: Option<Vec<bool>>,
+    /// Precision of the forward and backward passes of the steps. The
+    /// bookkeeping, the projection and the final re-check of the point
+    /// returned are in `f64` either way, so `F32` never reports a success
+    /// that `f64` does not confirm.
+    pub precision: Precision,
 }
 
 impl Default for PgdOptions {
@@ -137,6 +143,7 @@ impl Default for PgdOptions {
             seed: 0,
             batch: 256,
             free: None,
+            precision: Precision::F64,
         }
     }
 }
@@ -198,7 +205,10 @@ pub fn pgd(
         let mut dir = vec![0.0; n_in];
         for k in 0..=opts.steps {
             let (y, grad) = if k < opts.steps {
-                let (y, _, g) = loss_and_grad(net, x.view(), &loss)?;
+                let (y, _, g) = match opts.precision {
+                    Precision::F64 => loss_and_grad(net, x.view(), &loss)?,
+                    Precision::F32 => loss_and_grad_f32(net, x.view(), &loss)?,
+                };
                 (y, Some(g))
             } else {
                 (net.forward::<f64>(x.view())?, None)
@@ -328,6 +338,49 @@ mod tests {
             assert_eq!(p.x, q.x);
             assert!(p.l2 <= 3.0 + 1e-9);
             assert!(p.x.iter().all(|v| (0.0..=1.0).contains(v)));
+        }
+        assert!(a.iter().any(|r| r.success));
+    }
+
+    #[test]
+    fn f32_passes_stay_in_the_ball_and_box_and_match_f64() {
+        let net = relu_net(7, 6, &[16, 16], 5);
+        let x0 = Array2::from_shape_fn((8, 6), |(i, j)| ((i * 5 + j * 3) % 11) as f64 / 11.0);
+        let y = net.forward::<f64>(x0.view()).unwrap();
+        let goals: Vec<Goal> = y
+            .rows()
+            .into_iter()
+            .map(|r| Goal::Untargeted {
+                label: super::super::argmax(&r.to_vec()),
+            })
+            .collect();
+        let opts = PgdOptions {
+            eps: 0.3,
+            steps: 60,
+            restarts: 2,
+            clip: Clip::Range { min: 0.0, max: 1.0 },
+            ..Default::default()
+        };
+        let a = pgd(&net, x0.view(), &goals, &opts).unwrap();
+        let b = pgd(
+            &net,
+            x0.view(),
+            &goals,
+            &PgdOptions {
+                precision: Precision::F32,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+        for (s, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!(q.linf <= 0.3 + 1e-12);
+            assert!(q.x.iter().all(|v| (0.0..=1.0).contains(v)));
+            // The success and margin are re-checked in f64.
+            let yq = net
+                .forward::<f64>(Array2::from_shape_vec((1, 6), q.x.clone()).unwrap().view())
+                .unwrap();
+            assert_eq!(q.success, goals[s].margin(&yq.row(0).to_vec()) < 0.0);
+            assert_eq!(p.success, q.success, "sample {s}");
         }
         assert!(a.iter().any(|r| r.success));
     }
