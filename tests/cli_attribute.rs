@@ -5,27 +5,14 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use common::data_dir;
+use common::{data_dir, run_cli as run};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("nnx-cli-attribute-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nnexplain"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The first five shared MNIST test images as their own `.npy`.

@@ -206,7 +206,7 @@ pub fn apgd(
         let mut dir = vec![0.0; n_in];
         for k in 0..=opts.steps {
             let (y, f, grad) = if k < opts.steps {
-                let (y, f, g) = loss_and_grad(net, x.view(), &loss)?;
+                let (y, f, g) = loss_and_grad::<f64>(net, x.view(), &loss)?;
                 (y, f, Some(g))
             } else {
                 (net.forward::<f64>(x.view())?, vec![], None)

@@ -180,7 +180,7 @@ pub fn carlini_wagner(
                     }
                     m
                 };
-                let (_, margins, grad) = loss_and_grad(net, x.view(), &loss)?;
+                let (_, margins, grad) = loss_and_grad::<f64>(net, x.view(), &loss)?;
                 for r in 0..rows {
                     let xr = x.row(r).to_vec();
                     let d = l2(&xr, &origin[r]);

@@ -37,7 +37,7 @@ pub mod restricted;
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 
-use crate::model::Network;
+use crate::model::{Float, Network};
 use crate::{Error, Result};
 
 pub use apgd::{apgd, ApgdLoss, ApgdOptions};
@@ -511,15 +511,17 @@ pub(crate) fn random_start(
 pub(crate) type RowLoss<'a> = dyn Fn(usize, &[f64], &mut [f64]) -> f64 + Sync + 'a;
 
 /// Outputs, per-row loss values and `∂loss/∂x` of a batch: one forward trace,
-/// one backward pass with a different output gradient per row.
-pub(crate) fn loss_and_grad(
+/// one backward pass with a different output gradient per row. The passes run
+/// in `T`; the points, the outputs and the gradient are converted at the
+/// ends and the loss is taken in `f64`.
+pub(crate) fn loss_and_grad<T: Float>(
     net: &Network,
     x: ArrayView2<f64>,
     loss: &RowLoss<'_>,
 ) -> Result<(Array2<f64>, Vec<f64>, Array2<f64>)> {
-    let trace = net.trace::<f64>(x)?;
-    let y = trace.output().clone();
-    let mut gy = Array2::<f64>::zeros(y.raw_dim());
+    let trace = net.trace::<T>(x.mapv(T::from_f64).view())?;
+    let y = trace.output().mapv(|v| v.as_f64());
+    let mut gy = Array2::<T>::zeros(y.raw_dim());
     let mut values = Vec::with_capacity(y.nrows());
     let mut buf = vec![0.0; y.ncols()];
     for (r, yr) in y.rows().into_iter().enumerate() {
@@ -528,34 +530,9 @@ pub(crate) fn loss_and_grad(
         gy.row_mut(r)
             .iter_mut()
             .zip(&buf)
-            .for_each(|(g, b)| *g = *b);
+            .for_each(|(g, &b)| *g = T::from_f64(b));
     }
-    let grad = net.backward(&trace, 0, gy.view())?;
-    Ok((y, values, grad))
-}
-
-/// [`loss_and_grad`] with the network's passes in `f32`: the points, the
-/// outputs and the gradient are converted at the ends, the loss is taken in
-/// `f64`.
-pub(crate) fn loss_and_grad_f32(
-    net: &Network,
-    x: ArrayView2<f64>,
-    loss: &RowLoss<'_>,
-) -> Result<(Array2<f64>, Vec<f64>, Array2<f64>)> {
-    let trace = net.trace::<f32>(x.mapv(|v| v as f32).view())?;
-    let y = trace.output().mapv(f64::from);
-    let mut gy = Array2::<f32>::zeros(y.raw_dim());
-    let mut values = Vec::with_capacity(y.nrows());
-    let mut buf = vec![0.0; y.ncols()];
-    for (r, yr) in y.rows().into_iter().enumerate() {
-        let yr = yr.to_vec();
-        values.push(loss(r, &yr, &mut buf));
-        gy.row_mut(r)
-            .iter_mut()
-            .zip(&buf)
-            .for_each(|(g, b)| *g = *b as f32);
-    }
-    let grad = net.backward(&trace, 0, gy.view())?.mapv(f64::from);
+    let grad = net.backward(&trace, 0, gy.view())?.mapv(|v| v.as_f64());
     Ok((y, values, grad))
 }
 

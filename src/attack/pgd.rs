@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::restricted::Precision;
 use super::{
-    ascent_direction, check_args, chunk_samples, finish, forward_batched, loss_and_grad,
-    loss_and_grad_f32, project, starting_points, AttackResult, Best, Clip, Goal, Norm,
+    ascent_direction, check_args, chunk_samples, finish, forward_batched, loss_and_grad, project,
+    starting_points, AttackResult, Best, Clip, Goal, Norm,
 };
 use crate::model::Network;
 use crate::{Error, Result};
@@ -206,8 +206,8 @@ pub fn pgd(
         for k in 0..=opts.steps {
             let (y, grad) = if k < opts.steps {
                 let (y, _, g) = match opts.precision {
-                    Precision::F64 => loss_and_grad(net, x.view(), &loss)?,
-                    Precision::F32 => loss_and_grad_f32(net, x.view(), &loss)?,
+                    Precision::F64 => loss_and_grad::<f64>(net, x.view(), &loss)?,
+                    Precision::F32 => loss_and_grad::<f32>(net, x.view(), &loss)?,
                 };
                 (y, Some(g))
             } else {

@@ -957,7 +957,7 @@ fn loss_and_grad_from(
     loss: &super::RowLoss<'_>,
 ) -> Result<(Array2<f64>, Vec<f64>, Array2<f64>)> {
     if from == 0 {
-        return loss_and_grad(net, x, loss);
+        return loss_and_grad::<f64>(net, x, loss);
     }
     let trace = net.trace_range::<f64>(from, net.len(), x)?;
     let y = trace.output().clone();

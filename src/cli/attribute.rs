@@ -46,23 +46,10 @@ const METHODS: [(&str, MethodArg); 7] = [
 
 impl MethodArg {
     fn parse(s: &str) -> Result<MethodArg> {
-        METHODS
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(s))
-            .map(|(_, m)| *m)
-            .ok_or_else(|| {
-                let names: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
-                anyhow::anyhow!(
-                    "unknown attribution method '{s}': use one of {}",
-                    names.join(", ")
-                )
-            })
+        super::by_name(&METHODS, s, "attribution method")
     }
     fn name(self) -> &'static str {
-        METHODS
-            .iter()
-            .find(|(_, m)| *m == self)
-            .map_or("?", |(n, _)| n)
+        super::name_in(&METHODS, &self)
     }
     fn has_baseline(self) -> bool {
         matches!(self, MethodArg::Ig | MethodArg::SgIg | MethodArg::DeepLift)

@@ -59,17 +59,7 @@ impl Explainer {
     fn parse_list(s: &str) -> Result<Vec<Explainer>> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let e = EXPLAINERS
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(part))
-                .map(|(_, e)| *e)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = EXPLAINERS.iter().map(|(n, _)| *n).collect();
-                    anyhow::anyhow!(
-                        "unknown explainer '{part}': use one or more of {}",
-                        names.join(", ")
-                    )
-                })?;
+            let e = super::by_name(&EXPLAINERS, part, "explainer")?;
             if !out.contains(&e) {
                 out.push(e);
             }
@@ -80,10 +70,7 @@ impl Explainer {
         Ok(out)
     }
     fn name(self) -> &'static str {
-        EXPLAINERS
-            .iter()
-            .find(|(_, e)| *e == self)
-            .map_or("?", |(n, _)| n)
+        super::name_in(&EXPLAINERS, &self)
     }
     /// Whether the explainer optimises one of the paper's criteria.
     fn has_criterion(self) -> bool {

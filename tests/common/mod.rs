@@ -73,3 +73,16 @@ pub fn mnist_images(n: usize) -> (Vec<Vec<f64>>, Vec<usize>) {
     let imgs = flat.chunks(784).take(n).map(|c| c.to_vec()).collect();
     (imgs, y.iter().take(n).map(|&v| v as usize).collect())
 }
+
+/// Runs the `nnexplain` binary with `args`: exit code, stdout, stderr.
+pub fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nnexplain"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
