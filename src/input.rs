@@ -287,6 +287,63 @@ pub fn hwc_to_chw(arr: &ArrayD<f64>) -> Result<ArrayD<f64>> {
         .into_owned())
 }
 
+/// Per-channel normalisation of a batch of samples, `x ← (x − mean_c) / std_c`,
+/// as image networks trained on normalised pixels expect.
+///
+/// `x` is `[N, input_len]` with each row laid out as `shape` (one sample's
+/// shape, batch first when it has one): the channel axis is the one after a
+/// leading batch axis of size 1 (`[1, C, H, W]`, `[1, C, L]`), else the first.
+/// `mean` and `std` hold one value for every channel, or one for all; every
+/// `std` must be positive and finite.
+pub fn normalise(x: &mut Array2<f64>, shape: &[usize], mean: &[f64], std: &[f64]) -> Result<()> {
+    let dims: &[usize] = match shape {
+        [1, rest @ ..] if !rest.is_empty() => rest,
+        s => s,
+    };
+    let channels = dims.first().copied().unwrap_or(1).max(1);
+    let per = x.ncols() / channels;
+    if per * channels != x.ncols() {
+        return Err(Error::Shape(format!(
+            "samples of {} values cannot be split into {channels} channels",
+            x.ncols()
+        )));
+    }
+    let expand = |v: &[f64], name: &str| -> Result<Vec<f64>> {
+        match v.len() {
+            1 => Ok(vec![v[0]; channels]),
+            n if n == channels => Ok(v.to_vec()),
+            n => Err(Error::InvalidArgument(format!(
+                "--{name} has {n} values; the input {shape:?} has {channels} channels (give {channels} or 1)"
+            ))),
+        }
+    };
+    let mean = expand(mean, "mean")?;
+    let std = expand(std, "std")?;
+    if let Some(bad) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(Error::InvalidArgument(format!(
+            "--std {bad} is not a positive finite number"
+        )));
+    }
+    if let Some(bad) = mean.iter().find(|m| !m.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "--mean {bad} is not finite"
+        )));
+    }
+    for mut row in x.rows_mut() {
+        for (c, chunk) in row
+            .as_slice_mut()
+            .expect("a standard-layout batch")
+            .chunks_mut(per)
+            .enumerate()
+        {
+            for v in chunk {
+                *v = (*v - mean[c]) / std[c];
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +394,17 @@ mod tests {
         );
         let v = ArrayD::zeros(IxDyn(&[3]));
         assert_eq!(to_batch(&v, &[1], false).unwrap().dim(), (3, 1));
+    }
+
+    #[test]
+    fn normalise_per_channel() {
+        let mut x = Array2::from_shape_vec((1, 6), vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]).unwrap();
+        normalise(&mut x, &[1, 3, 1, 2], &[1.0, 2.0, 3.0], &[0.5]).unwrap();
+        assert!(x.iter().all(|v| *v == 0.0));
+        let mut y = Array2::from_shape_vec((2, 2), vec![1.0, 3.0, 5.0, 7.0]).unwrap();
+        normalise(&mut y, &[1, 2], &[1.0], &[2.0]).unwrap();
+        assert_eq!(y.as_slice().unwrap(), &[0.0, 1.0, 2.0, 3.0]);
+        assert!(normalise(&mut y, &[1, 2], &[1.0, 2.0, 3.0], &[1.0]).is_err());
+        assert!(normalise(&mut y, &[1, 2], &[0.0], &[0.0]).is_err());
     }
 }

@@ -295,6 +295,12 @@ struct InputArgs {
     /// Accept any input with a multiple of the model's input size, read row-major.
     #[arg(long)]
     reshape: bool,
+    /// Subtract these per-channel means after scaling (comma-separated: one per channel, or one for all).
+    #[arg(long, value_delimiter = ',', requires = "std")]
+    mean: Vec<f64>,
+    /// Divide by these per-channel standard deviations after the mean (e.g. 0.225 for the oval21 CIFAR nets).
+    #[arg(long, value_delimiter = ',', requires = "mean")]
+    std: Vec<f64>,
 }
 
 impl InputArgs {
@@ -317,6 +323,9 @@ impl InputArgs {
             x = x.slice(ndarray::s![i..i + 1, ..]).to_owned();
         }
         x.mapv_inplace(|v| v * self.scale);
+        if !self.mean.is_empty() {
+            input::normalise(&mut x, net.input_shape(), &self.mean, &self.std)?;
+        }
         Ok(x)
     }
 }
@@ -401,6 +410,9 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
         labels = labels.map(|l| vec![l[i]]);
     }
     x.mapv_inplace(|v| v * a.data.scale);
+    if !a.data.mean.is_empty() {
+        input::normalise(&mut x, net.input_shape(), &a.data.mean, &a.data.std)?;
+    }
     let y = net
         .forward::<f64>(x.view())
         .context("running the network")?;

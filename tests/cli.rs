@@ -330,3 +330,57 @@ fn no_subcommand_is_a_usage_error() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Usage"), "{}", stderr(&o));
 }
+
+#[test]
+fn mean_and_std_match_a_pre_normalised_input() {
+    // The same digit, normalised by hand into a .npy, must give the same logits
+    // as the PNG read with --scale 1/255 --mean 0.1307 --std 0.3081.
+    let dir = scratch("mean_std");
+    let img = nnexplain::input::read_png(digit7()).unwrap();
+    let pre: Vec<f32> = img
+        .iter()
+        .map(|v| ((v / 255.0 - 0.1307) / 0.3081) as f32)
+        .collect();
+    let npy = dir.join("pre.npy");
+    nnexplain::input::write_npy_f32(&npy, &[1, 1, 28, 28], &pre).unwrap();
+    let outs = |o: &Output| -> Vec<f64> {
+        json(o)["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|y| y.as_f64().unwrap())
+            .collect()
+    };
+    let by_hand = run([Path::new("predict"), &mnist(), &npy, Path::new("--json")]);
+    assert_ok(&by_hand);
+    let flags = run([
+        Path::new("predict"),
+        &mnist(),
+        &digit7(),
+        Path::new("--scale"),
+        Path::new("1/255"),
+        Path::new("--mean"),
+        Path::new("0.1307"),
+        Path::new("--std"),
+        Path::new("0.3081"),
+        Path::new("--json"),
+    ]);
+    assert_ok(&flags);
+    for (a, b) in outs(&by_hand).iter().zip(outs(&flags)) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    // Three means for a one-channel input, and a zero std, are usage errors.
+    let bad = |mean: &str, std: &str| {
+        run([
+            Path::new("predict"),
+            &mnist(),
+            &digit7(),
+            Path::new("--mean"),
+            Path::new(mean),
+            Path::new("--std"),
+            Path::new(std),
+        ])
+    };
+    assert_error(&bad("0.1,0.2,0.3", "1"), &["--mean", "1 channels"]);
+    assert_error(&bad("0.1", "0"), &["--std", "positive"]);
+}
