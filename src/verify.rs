@@ -173,81 +173,65 @@ pub fn verify(
                 .any(|a| ruled_out(a, &b.activations[0], b.output()))
         })
     };
-    // A portfolio with the attack runs it first on every open case (cheap
-    // falsification), then races the exact members case by case.
+    // The attack, alone or in a portfolio, first runs without refinement on
+    // every open case (cheap falsification); then each case gets the
+    // refined attack, raced beside the exact members in a portfolio.
     let mut method = method;
     let exact_members: Vec<Method<'_>>;
     let mut attack_records: std::collections::HashMap<(usize, usize), SolveResult> =
         std::collections::HashMap::new();
-    if let Method::Portfolio(ms) = method {
-        if ms.iter().any(|m| matches!(m, Method::Attack)) {
-            for (ri, region) in prop.regions.iter().enumerate() {
-                for (ci, conj) in region.output.iter().enumerate() {
-                    if !open(ri, conj) || deadline.should_stop(cancel) {
-                        continue;
-                    }
-                    let name = format!("{}#r{ri}c{ci}", net.name());
-                    let case = CaseInput {
-                        net,
-                        reference,
-                        prop,
-                        region,
-                        conj,
-                        base: None,
-                        name: &name,
-                        opts,
-                        deadline: &deadline,
-                    };
-                    let d = decide(&case, &Method::Attack, cancel)?;
-                    if let Some(check) = d.counterexample.filter(|c| c.held) {
-                        cases.push(Case {
-                            region: ri,
-                            conjunction: ci,
-                            discharged_by_bounds: false,
-                            record: Some(d.record),
-                            others: Vec::new(),
-                        });
-                        return Ok(Verification {
-                            verdict: Verdict::Sat,
-                            counterexample: Some(check),
-                            cases,
-                            bounds_s,
-                            wall_s: start.elapsed().as_secs_f64(),
-                        });
-                    }
-                    attack_records.insert((ri, ci), d.record);
+    let with_attack = match method {
+        Method::Attack => true,
+        Method::Portfolio(ms) => ms.iter().any(|m| matches!(m, Method::Attack)),
+        _ => false,
+    };
+    if with_attack {
+        for (ri, region) in prop.regions.iter().enumerate() {
+            for (ci, conj) in region.output.iter().enumerate() {
+                if !open(ri, conj) || deadline.should_stop(cancel) {
+                    continue;
                 }
-            }
-            exact_members = ms
-                .iter()
-                .filter(|m| !matches!(m, Method::Attack))
-                .copied()
-                .collect();
-            if exact_members.is_empty() {
-                // Only the attack was asked for, and it found nothing.
-                let mut found: Vec<_> = attack_records.into_iter().collect();
-                found.sort_by_key(|(k, _)| *k);
-                for ((ri, ci), record) in found {
+                let name = format!("{}#r{ri}c{ci}", net.name());
+                let case = CaseInput {
+                    net,
+                    reference,
+                    prop,
+                    region,
+                    conj,
+                    base: None,
+                    name: &name,
+                    opts,
+                    deadline: &deadline,
+                    refine_attack: false,
+                };
+                let d = decide(&case, &Method::Attack, cancel)?;
+                if let Some(check) = d.counterexample.filter(|c| c.held) {
                     cases.push(Case {
                         region: ri,
                         conjunction: ci,
                         discharged_by_bounds: false,
-                        record: Some(record),
+                        record: Some(d.record),
                         others: Vec::new(),
                     });
+                    return Ok(Verification {
+                        verdict: Verdict::Sat,
+                        counterexample: Some(check),
+                        cases,
+                        bounds_s,
+                        wall_s: start.elapsed().as_secs_f64(),
+                    });
                 }
-                return Ok(Verification {
-                    verdict: if deadline.should_stop(cancel) {
-                        Verdict::Timeout
-                    } else {
-                        Verdict::Unknown
-                    },
-                    counterexample: None,
-                    cases,
-                    bounds_s,
-                    wall_s: start.elapsed().as_secs_f64(),
-                });
+                attack_records.insert((ri, ci), d.record);
             }
+        }
+        // The exact members, and the refined attack beside them.
+        if let Method::Portfolio(ms) = method {
+            exact_members = ms
+                .iter()
+                .filter(|m| !matches!(m, Method::Attack))
+                .copied()
+                .chain(std::iter::once(Method::Attack))
+                .collect();
             method = Method::Portfolio(&exact_members);
         }
     }
@@ -286,6 +270,7 @@ pub fn verify(
                 name: &name,
                 opts,
                 deadline: &deadline,
+                refine_attack: true,
             };
             let (outcome, mut others) = match method {
                 Method::Portfolio(methods) => race(&case, methods, cancel)?,
@@ -364,6 +349,10 @@ struct CaseInput<'a> {
     name: &'a str,
     opts: &'a VerifyOptions,
     deadline: &'a Deadline,
+    /// Whether the attack refines its best endpoints
+    /// ([`crate::solve::attack::local_search`]); the portfolio's first pass
+    /// over the cases runs without, its race with.
+    refine_attack: bool,
 }
 
 /// A method's answer on one case, with its counterexample re-checked.
@@ -473,6 +462,11 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
             let t = Instant::now();
             let ao = crate::solve::attack::AttackOptions {
                 seed: case.opts.seed,
+                refine_starts: if case.refine_attack {
+                    crate::solve::attack::AttackOptions::default().refine_starts
+                } else {
+                    0
+                },
                 ..Default::default()
             };
             let found = crate::solve::attack::pgd(
@@ -496,6 +490,9 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
             }
             record.stats.insert("restarts".into(), ao.restarts as f64);
             record.stats.insert("steps".into(), ao.steps as f64);
+            record
+                .stats
+                .insert("refine_starts".into(), ao.refine_starts as f64);
             (record, found)
         }
         Method::Portfolio(_) => {

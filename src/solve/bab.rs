@@ -26,6 +26,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::attack::{local_search, Rng};
 use super::{CancelToken, Deadline};
 use crate::bounds::mlp::{Duals, Mags, OutputAtom, Pre, Splits};
 use crate::bounds::{bound_linear, crown_intermediate, Mlp};
@@ -339,6 +340,8 @@ fn attack(
 const MLP_BATCH: usize = 64;
 /// Subgradient steps on the slopes, split multipliers and atom weights per domain.
 const ALPHA_ITERS: usize = 20;
+/// Margin evaluations of the periodic attack's refinement, per search round.
+const REFINE_EVALS_PER_ROUND: usize = 64;
 /// In input splitting, a box with at most this many unstable ReLUs is split
 /// on a ReLU instead of an input.
 const RELU_SPLIT_BELOW: usize = 12;
@@ -401,6 +404,15 @@ impl MlpCtx<'_> {
         let y = self.mlp.forward(x);
         self.atoms.iter().all(|a| value(a, x, &y) >= 0.0)
             && self.input_atoms.iter().all(|a| value(a, x, &[]) >= 0.0)
+    }
+
+    /// `min_k h_k(x, f(x))` over the atoms and input constraints: `≥ 0`
+    /// exactly at a counterexample.
+    fn margin(&self, x: &[f64]) -> f64 {
+        let y = self.mlp.forward(x);
+        let out = self.atoms.iter().map(|a| value(a, x, &y));
+        let inp = self.input_atoms.iter().map(|a| value(a, x, &[]));
+        out.chain(inp).fold(f64::INFINITY, f64::min)
     }
 
     fn visit(&self, node: Domain) -> MlpVisit {
@@ -569,23 +581,21 @@ impl MlpCtx<'_> {
 }
 
 /// Projected gradient ascent on the most violated atom from `restarts`
-/// random points of the region (plus its centre), in `f64` on the MLP.
+/// random points of the region (plus its centre), in `f64` on the MLP; then
+/// the best endpoint is refined by [`local_search`] for `refine_evals`
+/// margin evaluations (0: no refinement).
 fn mlp_attack(
     ctx: &MlpCtx<'_>,
     region: &Region,
     restarts: usize,
     steps: usize,
     seed: u64,
+    refine_evals: usize,
+    stop: &dyn Fn() -> bool,
 ) -> Option<Vec<f64>> {
     let (lo, hi) = (&region.input.lower, &region.input.upper);
     let n = lo.len();
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut rnd = || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = Rng::seeded(seed);
     let starts: Vec<Vec<f64>> = (0..=restarts)
         .map(|r| {
             (0..n)
@@ -593,36 +603,78 @@ fn mlp_attack(
                     if r == 0 {
                         0.5 * (lo[i] + hi[i])
                     } else {
-                        lo[i] + rnd() * (hi[i] - lo[i])
+                        lo[i] + rng.next() * (hi[i] - lo[i])
                     }
                 })
                 .collect()
         })
         .collect();
-    starts.into_par_iter().find_map_any(|mut x| {
-        for step in 0..=steps {
-            let y = ctx.mlp.forward(&x);
-            let (k, v) = ctx
-                .atoms
-                .iter()
-                .map(|a| value(a, &x, &y))
-                .enumerate()
-                .min_by(|a, b| a.1.total_cmp(&b.1))?;
-            if v >= 0.0 && ctx.input_atoms.iter().all(|a| value(a, &x, &[]) >= 0.0) {
-                return Some(x);
-            }
-            if step == steps {
-                break;
-            }
-            let (_, g) = ctx.mlp.gradient(&x, &ctx.atoms[k].cy);
-            let size = 0.25 * (1.0 - step as f64 / steps as f64).max(0.02);
-            for i in 0..n {
-                let gi = g[i] + ctx.atoms[k].cx[i];
-                x[i] = (x[i] + size * (hi[i] - lo[i]) * gi.signum()).clamp(lo[i], hi[i]);
+    let ends: Vec<PgdEnd> = starts
+        .into_par_iter()
+        .map(|x| pgd_in_box(ctx, lo, hi, x, steps))
+        .collect();
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    for end in ends {
+        match end {
+            Ok(x) => return Some(x),
+            Err((m, x)) => {
+                if best.as_ref().is_none_or(|b| m > b.0) {
+                    best = Some((m, x));
+                }
             }
         }
-        None
-    })
+    }
+    let (_, x0) = best.filter(|_| refine_evals > 0)?;
+    let mut margin = |pts: &Array2<f64>| -> Result<Vec<f64>> {
+        Ok(pts
+            .outer_iter()
+            .into_par_iter()
+            .map(|r| ctx.margin(r.as_slice().unwrap_or(&r.to_vec())))
+            .collect())
+    };
+    local_search(&mut margin, lo, hi, &x0, refine_evals, &mut rng, stop)
+        .ok()
+        .flatten()
+}
+
+/// A counterexample (`Ok`), or the best margin seen and its point (`Err`).
+type PgdEnd = std::result::Result<Vec<f64>, (f64, Vec<f64>)>;
+
+/// Signed-gradient ascent on the most violated atom inside `[lo, hi]` from
+/// `x`, the step shrinking from a quarter of the box's width:
+/// `x ← Π_box(x + α_t (hi − lo) ⊙ sign ∇ₓ h_k*(x))`. `Ok` with the first
+/// point that meets every atom and input constraint (in `f64`), else `Err`
+/// with the best margin seen and its point.
+fn pgd_in_box(ctx: &MlpCtx<'_>, lo: &[f64], hi: &[f64], mut x: Vec<f64>, steps: usize) -> PgdEnd {
+    let mut best = (f64::NEG_INFINITY, x.clone());
+    for step in 0..=steps {
+        let y = ctx.mlp.forward(&x);
+        let Some((k, v)) = ctx
+            .atoms
+            .iter()
+            .map(|a| value(a, &x, &y))
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+        else {
+            return Err(best);
+        };
+        if v >= 0.0 && ctx.input_atoms.iter().all(|a| value(a, &x, &[]) >= 0.0) {
+            return Ok(x);
+        }
+        if v > best.0 {
+            best = (v, x.clone());
+        }
+        if step == steps {
+            break;
+        }
+        let (_, g) = ctx.mlp.gradient(&x, &ctx.atoms[k].cy);
+        let size = 0.25 * (1.0 - step as f64 / steps as f64).max(0.02);
+        for i in 0..x.len() {
+            let gi = g[i] + ctx.atoms[k].cx[i];
+            x[i] = (x[i] + size * (hi[i] - lo[i]) * gi.signum()).clamp(lo[i], hi[i]);
+        }
+    }
+    Err(best)
 }
 
 /// Branch and bound by ReLU splitting, for ReLU MLPs with many inputs.
@@ -706,7 +758,7 @@ fn search_mlp(
     if cancel.is_cancelled() {
         return Ok((BabOutcome::Cancelled, stats));
     }
-    if let Some(x) = mlp_attack(&ctx, region, 16, 30, 0) {
+    if let Some(x) = mlp_attack(&ctx, region, 16, 30, 0, 0, &|| false) {
         return Ok((BabOutcome::Counterexample(x), stats));
     }
     let mut stack = vec![Domain {
@@ -729,8 +781,13 @@ fn search_mlp(
         }
         round += 1;
         if round % 64 == 0 {
-            // A longer attack now and then, from fresh random points.
-            if let Some(x) = mlp_attack(&ctx, region, 32, 30, round as u64) {
+            // A longer attack now and then, from fresh random points, its
+            // refinement growing with the search so that it keeps a fixed
+            // share of the time.
+            let refine = REFINE_EVALS_PER_ROUND * round;
+            if let Some(x) = mlp_attack(&ctx, region, 32, 30, round as u64, refine, &|| {
+                deadline.should_stop(cancel)
+            }) {
                 return Ok((BabOutcome::Counterexample(x), stats));
             }
         }
