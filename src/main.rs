@@ -37,7 +37,7 @@ enum LabelColumn {
 /// The backends the CLI can build.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BackendKind {
-    /// The --members (default: attack, input splitting, MILP) raced on every case; the first conclusive answer wins.
+    /// The --members (default: attack, both input splittings, MILP) raced on every case; the first conclusive answer wins.
     Portfolio,
     /// Input splitting for networks with at most 16 inputs, the MILP otherwise.
     Auto,
@@ -49,6 +49,8 @@ enum BackendKind {
     Z3,
     /// Branch and bound with CROWN bounds: input splitting (at most 16 inputs), ReLU splitting otherwise.
     Bab,
+    /// Branch and bound whose input splitting splits ReLUs in every box of at most 32 unstable ones (bab: 12).
+    BabWide,
     /// PGD with random restarts on the property's margin (can only answer sat).
     Attack,
 }
@@ -120,7 +122,7 @@ enum Command {
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "attack,bab,milp"
+            default_value = "attack,bab,bab-wide,milp"
         )]
         members: Vec<BackendKind>,
         /// Multiply every instance's timeout by this factor.
@@ -496,12 +498,12 @@ struct VerifyArgs {
     /// Which backend decides the cases that bounds leave open.
     #[arg(long, value_enum, default_value = "portfolio")]
     backend: BackendKind,
-    /// The portfolio's members, comma-separated (attack, bab, milp, lp, z3).
+    /// The portfolio's members, comma-separated (attack, bab, bab-wide, milp, lp, z3).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "attack,bab,milp"
+        default_value = "attack,bab,bab-wide,milp"
     )]
     members: Vec<BackendKind>,
     /// Wall-clock limit in seconds for the whole query.
@@ -523,8 +525,11 @@ struct VerifyArgs {
 
 fn make_backend(kind: BackendKind) -> Result<Box<dyn nnexplain::solve::Backend>> {
     match kind {
-        BackendKind::Bab => {
-            anyhow::bail!("bab is a search over the network, not a Problem backend")
+        BackendKind::Bab | BackendKind::BabWide => {
+            anyhow::bail!(
+                "{} is a search over the network, not a Problem backend",
+                kind.name()
+            )
         }
         #[cfg(feature = "highs")]
         BackendKind::Milp => Ok(Box::new(nnexplain::solve::milp::Milp)),
@@ -565,7 +570,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     };
     use nnexplain::verify::Method;
     let solvers: Vec<Box<dyn nnexplain::solve::Backend>> = match kind {
-        BackendKind::Bab | BackendKind::Attack => Vec::new(),
+        BackendKind::Bab | BackendKind::BabWide | BackendKind::Attack => Vec::new(),
         BackendKind::Portfolio => {
             if a.members.is_empty() {
                 anyhow::bail!("--members is empty");
@@ -574,9 +579,12 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
             for &m in &a.members {
                 match m {
                     BackendKind::Portfolio | BackendKind::Auto => {
-                        anyhow::bail!("--members takes attack, bab, milp, lp or z3, not {m:?}")
+                        anyhow::bail!(
+                            "--members takes attack, bab, bab-wide, milp, lp or z3, not {}",
+                            m.name()
+                        )
                     }
-                    BackendKind::Bab | BackendKind::Attack => {}
+                    BackendKind::Bab | BackendKind::BabWide | BackendKind::Attack => {}
                     other => v.push(make_backend(other)?),
                 }
             }
@@ -592,11 +600,15 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         if a.members.iter().any(|m| matches!(m, BackendKind::Bab)) {
             members.push(Method::Bab);
         }
+        if a.members.iter().any(|m| matches!(m, BackendKind::BabWide)) {
+            members.push(Method::BabWide);
+        }
         members.extend(solvers.iter().map(|b| Method::Backend(b.as_ref())));
     }
     let method = match (kind, solvers.first()) {
         (BackendKind::Portfolio, _) => Method::Portfolio(&members),
         (BackendKind::Attack, _) => Method::Attack,
+        (BackendKind::BabWide, _) => Method::BabWide,
         (_, Some(b)) => Method::Backend(b.as_ref()),
         (_, None) => Method::Bab,
     };
@@ -663,7 +675,7 @@ fn batch_line(
 ) -> serde_json::Value {
     let mut v = serde_json::json!({
         "index": index, "onnx": inst.onnx, "vnnlib": inst.vnnlib,
-        "backend": format!("{backend:?}").to_lowercase(), "timeout_s": limit, "seed": seed,
+        "backend": backend.name(), "timeout_s": limit, "seed": seed,
         "engine": concat!("nnexplain ", env!("CARGO_PKG_VERSION")),
         "host": std::env::var("HOSTNAME").ok().or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string())),
     });
@@ -703,7 +715,7 @@ fn run_isolated(
         .arg("verify")
         .arg(&inst.onnx)
         .arg(&inst.vnnlib)
-        .args(["--backend", &format!("{backend:?}").to_lowercase()])
+        .args(["--backend", backend.name()])
         .args(["--members", &members_arg(members)])
         .args(["--timeout", &format!("{limit}")])
         .args(["--seed", &seed.to_string()])
@@ -771,7 +783,7 @@ fn bench_solve(
     let prop = Property::from_vnnlib(&property)?;
     let mut solvers = Vec::new();
     for &b in backends {
-        if !matches!(b, BackendKind::Bab) {
+        if !matches!(b, BackendKind::Bab | BackendKind::BabWide) {
             solvers.push(make_backend(b)?);
         }
     }
@@ -780,6 +792,8 @@ fn bench_solve(
     for &b in backends {
         if matches!(b, BackendKind::Bab) {
             methods.push(Method::Bab);
+        } else if matches!(b, BackendKind::BabWide) {
+            methods.push(Method::BabWide);
         } else {
             methods.push(Method::Backend(solvers[k].as_ref()));
             k += 1;
@@ -819,10 +833,26 @@ fn bench_solve(
 }
 
 /// The `--members` value naming these backends.
+impl BackendKind {
+    /// The name on the command line (and in batch records).
+    fn name(self) -> &'static str {
+        match self {
+            BackendKind::Portfolio => "portfolio",
+            BackendKind::Auto => "auto",
+            BackendKind::Milp => "milp",
+            BackendKind::Lp => "lp",
+            BackendKind::Z3 => "z3",
+            BackendKind::Bab => "bab",
+            BackendKind::BabWide => "bab-wide",
+            BackendKind::Attack => "attack",
+        }
+    }
+}
+
 fn members_arg(members: &[BackendKind]) -> String {
     members
         .iter()
-        .map(|m| format!("{m:?}").to_lowercase())
+        .map(|m| m.name())
         .collect::<Vec<_>>()
         .join(",")
 }

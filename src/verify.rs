@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::bounds::mlp::Mlp;
 use crate::bounds::{crown, Bounds};
 use crate::check::{recheck_counterexample, Recheck};
 use crate::encode::full_network::{add_property, network};
 use crate::model::{Network, Reference};
 use crate::property::{Cmp, LinearConstraint, Property, Var};
-use crate::solve::bab::{input_split, relu_split, BabOutcome, BabStats};
+use crate::solve::bab::{
+    input_split_with, relu_split, BabOutcome, BabStats, RELU_SPLIT_BELOW, RELU_SPLIT_BELOW_WIDE,
+};
 use crate::solve::{Backend, CancelToken, Deadline, SolveOptions, SolveResult, Status};
 use crate::{Error, Result};
 
@@ -120,6 +123,13 @@ pub enum Method<'a> {
     /// splitting for networks with at most [`INPUT_SPLIT_MAX_INPUTS`] inputs,
     /// ReLU splitting otherwise.
     Bab,
+    /// [`Method::Bab`] with ReLU splits in every box of at most
+    /// [`RELU_SPLIT_BELOW_WIDE`] unstable ReLUs (instead of
+    /// [`RELU_SPLIT_BELOW`]): a second branching for the portfolio, proving
+    /// what input splits close only slowly. Networks that the thresholds do
+    /// not concern (over [`INPUT_SPLIT_MAX_INPUTS`] inputs, or not a ReLU MLP)
+    /// leave it out of a portfolio, where it would repeat [`Method::Bab`].
+    BabWide,
     /// PGD on the property's margin ([`crate::solve::attack::pgd`]): can only find counterexamples.
     Attack,
     /// Several methods raced on each case in their own threads: the first
@@ -134,6 +144,7 @@ impl Method<'_> {
         match self {
             Method::Backend(b) => b.name(),
             Method::Bab => "bab",
+            Method::BabWide => "bab-wide",
             Method::Attack => "attack",
             Method::Portfolio(_) => "portfolio",
         }
@@ -177,6 +188,18 @@ pub fn verify(
     // every open case (cheap falsification); then each case gets the
     // refined attack, raced beside the exact members in a portfolio.
     let mut method = method;
+    // A portfolio's second branching only where its threshold is read.
+    let members: Vec<Method<'_>>;
+    if let Method::Portfolio(ms) = method {
+        let wide_applies =
+            net.input_len() <= INPUT_SPLIT_MAX_INPUTS && Mlp::from_network(net).is_some();
+        members = ms
+            .iter()
+            .filter(|m| wide_applies || !matches!(m, Method::BabWide))
+            .copied()
+            .collect();
+        method = Method::Portfolio(&members);
+    }
     let exact_members: Vec<Method<'_>>;
     let mut attack_records: std::collections::HashMap<(usize, usize), SolveResult> =
         std::collections::HashMap::new();
@@ -372,7 +395,7 @@ impl Decided {
 fn uses_problem(m: &Method<'_>) -> bool {
     match m {
         Method::Backend(_) => true,
-        Method::Bab | Method::Attack => false,
+        Method::Bab | Method::BabWide | Method::Attack => false,
         Method::Portfolio(ms) => ms.iter().any(uses_problem),
     }
 }
@@ -383,7 +406,7 @@ pub const INPUT_SPLIT_MAX_INPUTS: usize = 16;
 /// Which split a branch and bound used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
-    /// Input splitting ([`input_split`]).
+    /// Input splitting ([`input_split_with`]).
     Input,
     /// ReLU splitting ([`relu_split`]).
     Relu,
@@ -392,12 +415,15 @@ pub enum Split {
 /// Complete branch and bound on one case: input splitting for few inputs
 /// (ACAS Xu), ReLU splitting for ReLU MLPs with more, and input splitting
 /// again for any other network (ReLU splitting takes only MLPs).
+/// `relu_split_below` is the input splitting's threshold for ReLU splits
+/// ([`input_split_with`]).
 pub fn branch_and_bound(
     net: &Network,
     region: &crate::property::Region,
     conj: &[LinearConstraint],
     deadline: &Deadline,
     cancel: &CancelToken,
+    relu_split_below: usize,
 ) -> Result<(BabOutcome, BabStats, Split)> {
     if net.input_len() > INPUT_SPLIT_MAX_INPUTS {
         match relu_split(net, region, conj, deadline, cancel) {
@@ -406,7 +432,7 @@ pub fn branch_and_bound(
             Err(e) => return Err(e),
         }
     }
-    let (o, s) = input_split(net, region, conj, deadline, cancel)?;
+    let (o, s) = input_split_with(net, region, conj, deadline, cancel, relu_split_below)?;
     Ok((o, s, Split::Input))
 }
 
@@ -430,10 +456,21 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
                 .map(|a| p.inputs.iter().map(|v| a[v.0]).collect::<Vec<f64>>());
             (record, x)
         }
-        Method::Bab => {
+        Method::Bab | Method::BabWide => {
             let t = Instant::now();
-            let (outcome, stats, how) =
-                branch_and_bound(case.net, case.region, case.conj, case.deadline, cancel)?;
+            let below = if matches!(method, Method::BabWide) {
+                RELU_SPLIT_BELOW_WIDE
+            } else {
+                RELU_SPLIT_BELOW
+            };
+            let (outcome, stats, how) = branch_and_bound(
+                case.net,
+                case.region,
+                case.conj,
+                case.deadline,
+                cancel,
+                below,
+            )?;
             let (status, x) = match outcome {
                 BabOutcome::Proven => (Status::Infeasible, None),
                 BabOutcome::Counterexample(x) => (Status::Optimal, Some(x)),
@@ -441,7 +478,7 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
                 BabOutcome::Cancelled => (Status::Cancelled, None),
                 BabOutcome::Unknown => (Status::Unknown, None),
             };
-            let mut record = SolveResult::new("bab", status);
+            let mut record = SolveResult::new(method.name(), status);
             record.wall_time = t.elapsed();
             record.stats.insert("boxes".into(), stats.boxes as f64);
             record.stats.insert("pruned".into(), stats.pruned as f64);
@@ -449,6 +486,9 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
                 .stats
                 .insert("max_depth".into(), stats.max_depth as f64);
             record.stats.insert("bounds_s".into(), stats.bounds_s);
+            record
+                .stats
+                .insert("closed_share".into(), stats.closed_share);
             record
                 .stats
                 .insert("relu_split".into(), f64::from(u8::from(how == Split::Relu)));
@@ -716,10 +756,16 @@ pub fn time_case(
                         };
                         b.solve(&problem, &so, &cancel)?
                     }
-                    Method::Bab => {
-                        let (o, _, _) = branch_and_bound(net, region, conj, &deadline, &cancel)?;
+                    Method::Bab | Method::BabWide => {
+                        let below = if matches!(m, Method::BabWide) {
+                            RELU_SPLIT_BELOW_WIDE
+                        } else {
+                            RELU_SPLIT_BELOW
+                        };
+                        let (o, _, _) =
+                            branch_and_bound(net, region, conj, &deadline, &cancel, below)?;
                         SolveResult::new(
-                            "bab",
+                            m.name(),
                             match o {
                                 BabOutcome::Proven => Status::Infeasible,
                                 BabOutcome::Counterexample(_) => Status::Optimal,

@@ -67,6 +67,10 @@ pub struct BabStats {
     pub max_depth: usize,
     /// Seconds spent in bound computations.
     pub bounds_s: f64,
+    /// Share of the search tree closed (pruned), each split giving each child
+    /// half its parent's weight: for input splits alone, the share of the
+    /// region's volume proven.
+    pub closed_share: f64,
 }
 
 /// `h(x, y) ≥ 0` forms of the atoms: `(coefficients on y, on x, constant)`.
@@ -123,7 +127,9 @@ fn linear_max(c: &[f64], b: &InputBox) -> f64 {
         .sum()
 }
 
-/// Searches `region` for an input whose output satisfies every atom of `conj`.
+/// Searches `region` for an input whose output satisfies every atom of `conj`
+/// (on a ReLU MLP, boxes with at most [`RELU_SPLIT_BELOW`] unstable ReLUs are
+/// split on a ReLU).
 pub fn input_split(
     net: &Network,
     region: &Region,
@@ -131,9 +137,23 @@ pub fn input_split(
     deadline: &Deadline,
     cancel: &CancelToken,
 ) -> Result<(BabOutcome, BabStats)> {
+    input_split_with(net, region, conj, deadline, cancel, RELU_SPLIT_BELOW)
+}
+
+/// [`input_split`] where a box of a ReLU MLP with at most `relu_split_below`
+/// unstable ReLUs is split on a ReLU instead of an input (other networks
+/// split inputs only, and ignore it).
+pub fn input_split_with(
+    net: &Network,
+    region: &Region,
+    conj: &[LinearConstraint],
+    deadline: &Deadline,
+    cancel: &CancelToken,
+    relu_split_below: usize,
+) -> Result<(BabOutcome, BabStats)> {
     if let Some(mlp) = Mlp::from_network(net) {
         if !conj.is_empty() {
-            return input_split_mlp(&mlp, region, conj, deadline, cancel);
+            return input_split_mlp(&mlp, region, conj, deadline, cancel, relu_split_below);
         }
     }
     let n_in = net.input_len();
@@ -149,7 +169,8 @@ pub fn input_split(
         .zip(&region.input.upper)
         .map(|(l, u)| u - l)
         .collect();
-    let mut stack: Vec<(InputBox, usize)> = vec![(region.input.clone(), 0)];
+    // (box, depth, share of the tree): each split halves the share.
+    let mut stack: Vec<(InputBox, usize, f64)> = vec![(region.input.clone(), 0, 1.0)];
     let spec = Array2::from_shape_fn((atoms.len(), n_out), |(r, j)| atoms[r].cy[j]);
     let mut undecided = false;
     let ctx = Ctx {
@@ -168,23 +189,26 @@ pub fn input_split(
         }
         // A handful of boxes at a time, bounded in parallel.
         let take = stack.len().min(PARALLEL_BOXES);
-        let batch: Vec<(InputBox, usize)> = stack.split_off(stack.len() - take);
-        let results: Vec<Result<(Visit, f64)>> = batch
+        let batch: Vec<(InputBox, usize, f64)> = stack.split_off(stack.len() - take);
+        let results: Vec<(Result<(Visit, f64)>, f64)> = batch
             .into_par_iter()
-            .map(|(bx, depth)| ctx.visit(bx, depth))
+            .map(|(bx, depth, weight)| (ctx.visit(bx, depth), weight))
             .collect();
-        for r in results.into_iter().rev() {
+        for (r, weight) in results.into_iter().rev() {
             let (visit, secs) = r?;
             stats.boxes += 1;
             stats.bounds_s += secs;
             match visit {
-                Visit::Pruned => stats.pruned += 1,
+                Visit::Pruned => {
+                    stats.pruned += 1;
+                    stats.closed_share += weight;
+                }
                 Visit::Found(x) => return Ok((BabOutcome::Counterexample(x), stats)),
                 Visit::Undecided => undecided = true,
                 Visit::Split(left, right, depth) => {
                     stats.max_depth = stats.max_depth.max(depth);
-                    stack.push((right, depth));
-                    stack.push((left, depth));
+                    stack.push((right, depth, 0.5 * weight));
+                    stack.push((left, depth, 0.5 * weight));
                 }
             }
         }
@@ -344,7 +368,15 @@ const ALPHA_ITERS: usize = 20;
 const REFINE_EVALS_PER_ROUND: usize = 64;
 /// In input splitting, a box with at most this many unstable ReLUs is split
 /// on a ReLU instead of an input.
-const RELU_SPLIT_BELOW: usize = 12;
+pub const RELU_SPLIT_BELOW: usize = 12;
+/// The threshold of the portfolio's second input-splitting member. Measured
+/// on ACAS Xu (one core, the list's limits): with 32, 4_2 φ2 is proven in
+/// 39 s, where 12, 20, 24, 40 and 48 time out (28: 97 s), because its deep
+/// boxes keep 14–29 unstable ReLUs whose relaxation hides margins of 1e-3 to
+/// 1e-2, which input splits shrink only slowly; but 1_5 φ2 and 3_3 φ2, which
+/// 12 falsifies in seconds, then time out. Neither threshold decides all
+/// 180; the two raced do.
+pub const RELU_SPLIT_BELOW_WIDE: usize = 32;
 
 /// The atoms as [`OutputAtom`]s.
 fn output_atoms(atoms: &[Atom]) -> Vec<OutputAtom> {
@@ -364,6 +396,8 @@ struct Domain {
     hi: Vec<f64>,
     splits: Option<Arc<Splits>>,
     depth: usize,
+    /// Share of the search tree (the root's is 1; each child gets half).
+    weight: f64,
     pre: Option<Arc<Pre>>,
     /// Whether `pre` was computed for this very domain (else for its parent).
     exact: bool,
@@ -381,8 +415,9 @@ enum MlpVisit {
 /// How the MLP search branches.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
-    /// Split inputs; split ReLUs once a box has few unstable ones.
-    Input,
+    /// Split inputs; split ReLUs once a box has at most `relu_split_below`
+    /// unstable ones.
+    Input { relu_split_below: usize },
     /// Split ReLUs only, on the intermediate bounds of the root.
     Relu,
 }
@@ -421,6 +456,7 @@ impl MlpCtx<'_> {
             hi,
             splits,
             depth,
+            weight,
             pre: parent,
             exact,
             duals,
@@ -506,7 +542,10 @@ impl MlpCtx<'_> {
             return MlpVisit::Found(centre);
         }
         let unstable = pre.unstable();
-        let relu_branch = self.mode == Mode::Relu || (unstable > 0 && unstable <= RELU_SPLIT_BELOW);
+        let relu_branch = match self.mode {
+            Mode::Relu => true,
+            Mode::Input { relu_split_below } => unstable > 0 && unstable <= relu_split_below,
+        };
         let pre = Arc::new(pre);
         let duals = Arc::new(sb.duals.clone());
         if relu_branch {
@@ -537,6 +576,7 @@ impl MlpCtx<'_> {
                         hi: hi.clone(),
                         splits: Some(Arc::new(s)),
                         depth: depth + 1,
+                        weight: 0.5 * weight,
                         pre: Some(pre.clone()),
                         exact: false,
                         duals: Some(duals.clone()),
@@ -568,6 +608,7 @@ impl MlpCtx<'_> {
             hi: h,
             splits: splits.clone(),
             depth: depth + 1,
+            weight: 0.5 * weight,
             pre: Some(pre.clone()),
             exact: false,
             duals: Some(duals.clone()),
@@ -717,8 +758,16 @@ fn input_split_mlp(
     conj: &[LinearConstraint],
     deadline: &Deadline,
     cancel: &CancelToken,
+    relu_split_below: usize,
 ) -> Result<(BabOutcome, BabStats)> {
-    search_mlp(mlp, region, conj, deadline, cancel, Mode::Input)
+    search_mlp(
+        mlp,
+        region,
+        conj,
+        deadline,
+        cancel,
+        Mode::Input { relu_split_below },
+    )
 }
 
 fn search_mlp(
@@ -766,6 +815,7 @@ fn search_mlp(
         hi: hi.clone(),
         splits: None,
         depth: 0,
+        weight: 1.0,
         pre: None,
         exact: false,
         duals: None,
@@ -799,18 +849,21 @@ fn search_mlp(
         };
         let batch = stack.split_off(stack.len() - take);
         let tb = Instant::now();
-        let results: Vec<(MlpVisit, usize)> = batch
+        let results: Vec<(MlpVisit, usize, f64)> = batch
             .into_par_iter()
             .map(|node| {
-                let depth = node.depth;
-                (ctx.visit(node), depth)
+                let (depth, weight) = (node.depth, node.weight);
+                (ctx.visit(node), depth, weight)
             })
             .collect();
         stats.bounds_s += tb.elapsed().as_secs_f64();
-        for (visit, depth) in results.into_iter().rev() {
+        for (visit, depth, weight) in results.into_iter().rev() {
             stats.boxes += 1;
             match visit {
-                MlpVisit::Pruned => stats.pruned += 1,
+                MlpVisit::Pruned => {
+                    stats.pruned += 1;
+                    stats.closed_share += weight;
+                }
                 MlpVisit::Found(x) => return Ok((BabOutcome::Counterexample(x), stats)),
                 MlpVisit::Undecided => undecided = true,
                 MlpVisit::Split(left, right) => {
