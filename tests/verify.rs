@@ -181,8 +181,8 @@ fn input_splitting_and_portfolio_honour_a_one_second_limit() {
     let d = data_dir().join("vnncomp_acasxu");
     let onnx = d.join("onnx/ACASXU_run2a_4_2_batch_2000.onnx");
     let vnnlib = d.join("vnnlib/prop_2.vnnlib");
-    let members = [Method::Bab, Method::Backend(&Milp)];
-    for method in [Method::Bab, Method::Portfolio(&members)] {
+    let members = [Method::Bab, Method::BabWide, Method::Backend(&Milp)];
+    for method in [Method::Bab, Method::BabWide, Method::Portfolio(&members)] {
         let t = Instant::now();
         let v = run(&onnx, &vnnlib, method, 1.0);
         let wall = t.elapsed();
@@ -192,6 +192,32 @@ fn input_splitting_and_portfolio_honour_a_one_second_limit() {
             "{}: took {wall:?}",
             method.name()
         );
+    }
+}
+
+#[test]
+fn both_input_splittings_agree_on_acas_xu() {
+    // Two sat and two unsat instances that each threshold decides in well
+    // under a second; every counterexample re-checks under tract.
+    let d = data_dir().join("vnncomp_acasxu");
+    let cases = [
+        ("1_4", 2, Verdict::Sat),
+        ("3_2", 2, Verdict::Sat),
+        ("1_2", 1, Verdict::Unsat),
+        ("1_5", 1, Verdict::Unsat),
+    ];
+    for (net, prop, want) in cases {
+        let onnx = d.join(format!("onnx/ACASXU_run2a_{net}_batch_2000.onnx"));
+        let vnnlib = d.join(format!("vnnlib/prop_{prop}.vnnlib"));
+        for method in [Method::Bab, Method::BabWide] {
+            let v = run(&onnx, &vnnlib, method, 60.0);
+            assert_eq!(v.verdict, want, "{net} φ{prop} with {}", method.name());
+            if want == Verdict::Sat {
+                assert!(v.counterexample.as_ref().unwrap().held, "{net} φ{prop}");
+            }
+            let record = v.cases.iter().find_map(|c| c.record.as_ref()).unwrap();
+            assert_eq!(record.backend, method.name());
+        }
     }
 }
 
