@@ -708,7 +708,14 @@ fn run_isolated(
     scratch: &std::path::Path,
 ) -> std::result::Result<serde_json::Value, String> {
     const GRACE: f64 = 10.0;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    // On Linux the running image itself, so that a rebuild that replaces the
+    // file during a long batch does not fail the remaining instances.
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?
+    };
     let json = scratch.join(format!("instance-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&json);
     let mut child = std::process::Command::new(exe)

@@ -20,7 +20,8 @@ use crate::encode::full_network::{add_property, network};
 use crate::model::{Network, Reference};
 use crate::property::{Cmp, LinearConstraint, Property, Var};
 use crate::solve::bab::{
-    input_split_with, relu_split, BabOutcome, BabStats, RELU_SPLIT_BELOW, RELU_SPLIT_BELOW_WIDE,
+    input_split_with, relu_split_with, BabOutcome, BabStats, RootBounds, RELU_SPLIT_BELOW,
+    RELU_SPLIT_BELOW_WIDE,
 };
 use crate::solve::{Backend, CancelToken, Deadline, SolveOptions, SolveResult, Status};
 use crate::{Error, Result};
@@ -166,6 +167,8 @@ pub fn verify(
     let mut cases = Vec::new();
     let mut bounds_s = 0.0;
     let mut undecided: Option<Verdict> = None;
+    // ReLU splitting's root bounds, shared by the conjunctions of a region.
+    let roots: Vec<RootBounds> = prop.regions.iter().map(|_| RootBounds::new()).collect();
     // Bounds per region (None for an empty box).
     let mut region_bounds = Vec::with_capacity(prop.regions.len());
     for region in &prop.regions {
@@ -222,6 +225,7 @@ pub fn verify(
                     region,
                     conj,
                     base: None,
+                    roots: &roots[ri],
                     name: &name,
                     opts,
                     deadline: &deadline,
@@ -290,6 +294,7 @@ pub fn verify(
                 region,
                 conj,
                 base: base.as_ref(),
+                roots: &roots[ri],
                 name: &name,
                 opts,
                 deadline: &deadline,
@@ -369,6 +374,8 @@ struct CaseInput<'a> {
     region: &'a crate::property::Region,
     conj: &'a [LinearConstraint],
     base: Option<&'a crate::encode::Problem>,
+    /// ReLU splitting's root bounds for this region.
+    roots: &'a RootBounds,
     name: &'a str,
     opts: &'a VerifyOptions,
     deadline: &'a Deadline,
@@ -408,7 +415,7 @@ pub const INPUT_SPLIT_MAX_INPUTS: usize = 16;
 pub enum Split {
     /// Input splitting ([`input_split_with`]).
     Input,
-    /// ReLU splitting ([`relu_split`]).
+    /// ReLU splitting ([`relu_split_with`]).
     Relu,
 }
 
@@ -424,9 +431,10 @@ pub fn branch_and_bound(
     deadline: &Deadline,
     cancel: &CancelToken,
     relu_split_below: usize,
+    roots: &RootBounds,
 ) -> Result<(BabOutcome, BabStats, Split)> {
     if net.input_len() > INPUT_SPLIT_MAX_INPUTS {
-        match relu_split(net, region, conj, deadline, cancel) {
+        match relu_split_with(net, region, conj, deadline, cancel, roots) {
             Ok((o, s)) => return Ok((o, s, Split::Relu)),
             Err(Error::InvalidArgument(_)) => {}
             Err(e) => return Err(e),
@@ -470,6 +478,7 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
                 case.deadline,
                 cancel,
                 below,
+                case.roots,
             )?;
             let (status, x) = match outcome {
                 BabOutcome::Proven => (Status::Infeasible, None),
@@ -489,6 +498,16 @@ fn decide(case: &CaseInput<'_>, method: &Method<'_>, cancel: &CancelToken) -> Re
             record
                 .stats
                 .insert("closed_share".into(), stats.closed_share);
+            if how == Split::Relu {
+                record.stats.insert(
+                    "root_unstable_crown".into(),
+                    stats.root_unstable_crown as f64,
+                );
+                record
+                    .stats
+                    .insert("root_unstable".into(), stats.root_unstable as f64);
+                record.stats.insert("root_s".into(), stats.root_s);
+            }
             record
                 .stats
                 .insert("relu_split".into(), f64::from(u8::from(how == Split::Relu)));
@@ -762,8 +781,15 @@ pub fn time_case(
                         } else {
                             RELU_SPLIT_BELOW
                         };
-                        let (o, _, _) =
-                            branch_and_bound(net, region, conj, &deadline, &cancel, below)?;
+                        let (o, _, _) = branch_and_bound(
+                            net,
+                            region,
+                            conj,
+                            &deadline,
+                            &cancel,
+                            below,
+                            &RootBounds::new(),
+                        )?;
                         SolveResult::new(
                             m.name(),
                             match o {

@@ -71,6 +71,45 @@ pub struct BabStats {
     /// half its parent's weight: for input splits alone, the share of the
     /// region's volume proven.
     pub closed_share: f64,
+    /// ReLU splitting: unstable neurons of the root under CROWN's
+    /// intermediate bounds, and after optimising them (alpha-CROWN).
+    pub root_unstable_crown: usize,
+    /// See `root_unstable_crown`.
+    pub root_unstable: usize,
+    /// ReLU splitting: seconds spent on the root's intermediate bounds.
+    pub root_s: f64,
+}
+
+/// The root's optimised intermediate bounds of a ReLU-splitting search,
+/// kept for the next conjunction over the same input box: they depend on the
+/// box alone, and on the larger MNIST MLPs they take seconds.
+#[derive(Debug, Default)]
+pub struct RootBounds {
+    slot: std::sync::Mutex<Option<RootEntry>>,
+}
+
+/// The box, its optimised bounds, and the unstable count under CROWN's.
+type RootEntry = (Vec<f64>, Vec<f64>, Arc<Pre>, usize);
+
+impl RootBounds {
+    /// A new, empty cache.
+    pub fn new() -> RootBounds {
+        RootBounds::default()
+    }
+
+    /// The bounds for `[lo, hi]` and the unstable count under CROWN's.
+    fn get(&self, lo: &[f64], hi: &[f64]) -> Option<(Arc<Pre>, usize)> {
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((l, h, p, n)) if l.as_slice() == lo && h.as_slice() == hi => Some((p.clone(), *n)),
+            _ => None,
+        }
+    }
+
+    fn put(&self, lo: &[f64], hi: &[f64], pre: Arc<Pre>, unstable_crown: usize) {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some((lo.to_vec(), hi.to_vec(), pre, unstable_crown));
+    }
 }
 
 /// `h(x, y) ≥ 0` forms of the atoms: `(coefficients on y, on x, constant)`.
@@ -364,6 +403,9 @@ fn attack(
 const MLP_BATCH: usize = 64;
 /// Subgradient steps on the slopes, split multipliers and atom weights per domain.
 const ALPHA_ITERS: usize = 20;
+/// Subgradient steps per side of each unstable neuron when ReLU splitting
+/// optimises the root's intermediate bounds.
+const INTERMEDIATE_ITERS: usize = 20;
 /// Margin evaluations of the periodic attack's refinement, per search round.
 const REFINE_EVALS_PER_ROUND: usize = 64;
 /// In input splitting, a box with at most this many unstable ReLUs is split
@@ -745,7 +787,33 @@ pub fn relu_split(
             "ReLU splitting needs a ReLU MLP: element-wise affine inputs, then dense layers with a ReLU between each two".into(),
         )
     })?;
-    search_mlp(&mlp, region, conj, deadline, cancel, Mode::Relu)
+    search_mlp(&mlp, region, conj, deadline, cancel, Mode::Relu, None)
+}
+
+/// [`relu_split`], reusing the root bounds that `roots` holds for the same
+/// input box and leaving its own there.
+pub fn relu_split_with(
+    net: &Network,
+    region: &Region,
+    conj: &[LinearConstraint],
+    deadline: &Deadline,
+    cancel: &CancelToken,
+    roots: &RootBounds,
+) -> Result<(BabOutcome, BabStats)> {
+    let mlp = Mlp::from_network(net).ok_or_else(|| {
+        crate::Error::InvalidArgument(
+            "ReLU splitting needs a ReLU MLP: element-wise affine inputs, then dense layers with a ReLU between each two".into(),
+        )
+    })?;
+    search_mlp(
+        &mlp,
+        region,
+        conj,
+        deadline,
+        cancel,
+        Mode::Relu,
+        Some(roots),
+    )
 }
 
 /// [`input_split`] on a ReLU MLP: bounds from [`Mlp`] (CROWN intermediate
@@ -767,6 +835,7 @@ fn input_split_mlp(
         deadline,
         cancel,
         Mode::Input { relu_split_below },
+        None,
     )
 }
 
@@ -777,6 +846,7 @@ fn search_mlp(
     deadline: &Deadline,
     cancel: &CancelToken,
     mode: Mode,
+    roots: Option<&RootBounds>,
 ) -> Result<(BabOutcome, BabStats)> {
     let n_in = mlp.n_in();
     let n_out = mlp.n_out();
@@ -810,14 +880,40 @@ fn search_mlp(
     if let Some(x) = mlp_attack(&ctx, region, 16, 30, 0, 0, &|| false) {
         return Ok((BabOutcome::Counterexample(x), stats));
     }
+    // ReLU splitting keeps the root's intermediate bounds in every domain,
+    // so they are worth optimising once.
+    let cached = roots.and_then(|r| r.get(lo, hi));
+    let root_pre = if let Some((pre, unstable_crown)) = cached {
+        stats.root_unstable = pre.unstable();
+        stats.root_unstable_crown = unstable_crown;
+        Some(pre)
+    } else if mode == Mode::Relu {
+        let t = Instant::now();
+        let mut pre = mlp.intermediate(&xl, &xu, &mags, None, None);
+        stats.root_unstable_crown = pre.unstable();
+        mlp.optimise_intermediate(&xl, &xu, &mags, &mut pre, INTERMEDIATE_ITERS, &|| {
+            deadline.should_stop(cancel)
+        });
+        stats.root_unstable = pre.unstable();
+        stats.root_s = t.elapsed().as_secs_f64();
+        stats.bounds_s += stats.root_s;
+        let pre = Arc::new(pre);
+        // Bounds cut short by the deadline are sound but not worth keeping.
+        if let Some(r) = roots.filter(|_| !deadline.should_stop(cancel)) {
+            r.put(lo, hi, pre.clone(), stats.root_unstable_crown);
+        }
+        Some(pre)
+    } else {
+        None
+    };
     let mut stack = vec![Domain {
         lo: lo.clone(),
         hi: hi.clone(),
         splits: None,
         depth: 0,
         weight: 1.0,
-        pre: None,
-        exact: false,
+        exact: root_pre.is_some(),
+        pre: root_pre,
         duals: None,
     }];
     let mut undecided = false;
