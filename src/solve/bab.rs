@@ -17,7 +17,9 @@
 //! floored at 5% of the largest); a PGD falsifier from random starts; and ReLU
 //! splits with beta-CROWN multipliers once a box has few unstable ReLUs.
 //! [`relu_split`] runs the same search splitting ReLUs only, for MLPs with
-//! many inputs.
+//! many inputs, on the root's intermediate bounds optimised once by
+//! alpha-CROWN ([`Mlp::optimise_intermediate`]); [`RootBounds`] keeps them for
+//! the property's other conjunctions over the same box.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -764,7 +766,8 @@ fn pgd_in_box(ctx: &MlpCtx<'_>, lo: &[f64], hi: &[f64], mut x: Vec<f64>, steps: 
 ///
 /// Every subdomain fixes some ReLUs active (`z ≥ 0`) or inactive (`z ≤ 0`);
 /// its bound is alpha-/beta-CROWN on the intermediate bounds of the whole
-/// region, clamped by the splits (sound: the subdomain is a subset), with the
+/// region (CROWN's, each unstable neuron's then tightened by alpha-CROWN,
+/// [`Mlp::optimise_intermediate`]), clamped by the splits (sound: the subdomain is a subset), with the
 /// split constraints as Lagrangian terms (beta-CROWN, Wang et al. 2021). The
 /// neuron to split is the unstable one with the largest BaBSR-style score
 /// (Bunel et al. 2020, "Branch and Bound for Piecewise Linear Neural Network
@@ -1077,6 +1080,32 @@ mod tests {
                 "seed {seed}: {out:?}"
             );
         }
+    }
+
+    #[test]
+    fn relu_splitting_reuses_the_root_bounds_of_the_same_box() {
+        let net = random_mlp(11, 6, &[16, 16, 16], 2);
+        let r = region(vec![-0.3; 6], vec![0.3; 6]);
+        let roots = RootBounds::new();
+        let d = Deadline::after(Some(Duration::from_secs(20)));
+        let c = CancelToken::new();
+        let y = Mlp::from_network(&net).unwrap().forward(&[0.0; 6]);
+        // Two conjunctions far above any reachable margin (unsat).
+        let (a, sa) = relu_split_with(&net, &r, &margin_at_least(1e3), &d, &c, &roots).unwrap();
+        let (b, sb) = relu_split_with(&net, &r, &margin_at_least(5e2), &d, &c, &roots).unwrap();
+        assert_eq!((a, b), (BabOutcome::Proven, BabOutcome::Proven));
+        assert!(sa.root_s > 0.0);
+        let (_, fresh) = relu_split(&net, &r, &margin_at_least(y[0] - y[1] + 1e3), &d, &c).unwrap();
+        assert_eq!(sa.root_unstable, fresh.root_unstable);
+        assert!(sa.root_unstable <= sa.root_unstable_crown);
+        assert_eq!(
+            (sb.root_unstable, sb.root_unstable_crown, sb.root_s),
+            (sa.root_unstable, sa.root_unstable_crown, 0.0)
+        );
+        // Another box computes its own.
+        let other = region(vec![-0.2; 6], vec![0.3; 6]);
+        let (_, so) = relu_split_with(&net, &other, &margin_at_least(1e3), &d, &c, &roots).unwrap();
+        assert!(so.root_s > 0.0);
     }
 
     #[test]
