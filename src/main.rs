@@ -153,13 +153,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
+    let (code, raw) = match run(cli) {
+        Ok(code) => (code, 0),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            (ExitCode::from(2), 2)
         }
+    };
+    if nnexplain::solve::abandoned_threads() {
+        // A solver thread still runs inside HiGHS or z3: end without the
+        // libraries' static destructors, which could abort under it after
+        // the answer was written. Every file is closed by now.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: `_exit` ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(raw) };
     }
+    code
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

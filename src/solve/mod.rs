@@ -146,3 +146,19 @@ pub trait Backend: Send + Sync {
     /// Solves `p` within `opts.time_limit`, stopping early when `cancel` is set.
     fn solve(&self, p: &Problem, opts: &SolveOptions, cancel: &CancelToken) -> Result<SolveResult>;
 }
+
+static ABANDONED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that a solver thread was left running after a missed deadline or
+/// cancel (see [`abandoned_threads`]).
+pub fn note_abandoned_thread() {
+    ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether a solver thread was left running inside its C or C++ library.
+/// A process that exits normally under such a thread runs the library's
+/// static destructors beneath it, which can abort the process after its
+/// answer was written; the CLI then ends with `_exit` instead.
+pub fn abandoned_threads() -> bool {
+    ABANDONED.load(std::sync::atomic::Ordering::SeqCst)
+}

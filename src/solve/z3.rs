@@ -140,6 +140,7 @@ fn solve(p: &Problem, opts: &SolveOptions, cancel: &CancelToken) -> Result<Solve
                 r.stats
                     .insert("overshoot_s".into(), deadline.overshoot().as_secs_f64());
                 r.stats.insert("abandoned_solver_thread".into(), 1.0);
+                crate::solve::note_abandoned_thread();
                 r.wall_time = start.elapsed();
                 return Ok(r);
             }
