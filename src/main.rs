@@ -153,6 +153,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` answers Ok only with success.
     let (code, raw) = match run(cli) {
         Ok(code) => (code, 0),
         Err(e) => {

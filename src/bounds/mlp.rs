@@ -455,8 +455,9 @@ impl Mlp {
     ///
     /// where `B_α` is [`Mlp::optimise`]'s bound on the network cut after dense
     /// layer `k` (every `α ∈ [0, 1]` gives a sound bound; `iters` steps choose
-    /// one), with the box's CROWN bounds recomputed before each layer so that
-    /// each layer uses the tightened ones before it. A side stops once the
+    /// one), with the later layers' CROWN bounds recomputed after each layer
+    /// so that each layer uses the tightened ones before it. `pre` must hold
+    /// the box's CROWN bounds ([`Mlp::intermediate`]). A side stops once the
     /// neuron is stable. Neurons are bounded in parallel; once `stop` answers
     /// true the remaining ones keep their CROWN bounds.
     pub fn optimise_intermediate(
@@ -474,7 +475,6 @@ impl Mlp {
             if stop() {
                 return;
             }
-            *pre = self.intermediate(xl, xu, mags, Some(pre), None);
             // The network up to dense layer k; the input is already transformed.
             // Its margins are the full network's for these layers (`mags`
             // is indexed by layer).
@@ -523,8 +523,11 @@ impl Mlp {
                 pre.lo[k][o] = lo;
                 pre.hi[k][o] = hi;
             }
+            // The later layers' CROWN bounds, from the tightened ones.
+            if k + 1 < h {
+                *pre = self.intermediate(xl, xu, mags, Some(pre), None);
+            }
         }
-        *pre = self.intermediate(xl, xu, mags, Some(pre), None);
     }
 
     /// `parent`'s bounds with `splits` applied, without recomputing anything

@@ -840,12 +840,7 @@ pub fn relu_split(
     deadline: &Deadline,
     cancel: &CancelToken,
 ) -> Result<(BabOutcome, BabStats)> {
-    let mlp = Mlp::from_network(net).ok_or_else(|| {
-        crate::Error::InvalidArgument(
-            "ReLU splitting needs a ReLU MLP: element-wise affine inputs, then dense layers with a ReLU between each two".into(),
-        )
-    })?;
-    search_mlp(&mlp, region, conj, deadline, cancel, Mode::Relu, None)
+    relu_split_with(net, region, conj, deadline, cancel, &RootBounds::new())
 }
 
 /// [`relu_split`], reusing the root bounds that `roots` holds for the same
